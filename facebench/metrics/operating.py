@@ -1,0 +1,172 @@
+"""TAR at a FAR under the four rules met in published numbers (PROTOCOLS.md, "TAR at a FAR").
+
+``exact`` is facebench's default; ``nearest``, ``interpolate`` and ``count`` reproduce other
+tools' numbers on the same scores. Decision rule: accept when ``score >= threshold``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from facebench.metrics.counts import MetricInputError, ThresholdCounts
+from facebench.metrics.roc import roc_curve
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """One TAR at a FAR target.
+
+    Attributes
+    ----------
+    far_target : float
+        The requested FAR.
+    tar : float
+        The true accept rate under the rule.
+    threshold : float or None
+        Accept when ``score >= threshold``; ``+inf`` accepts nothing; None when the rule's
+        point is not an operating point of any threshold (``interpolate``).
+    far_achieved : float
+        The empirical FAR at that threshold (``interpolate``: the target itself, clipped to
+        the curve).
+    n_impostors_at_or_above : int or None
+        Impostor scores at or above the threshold (None for ``interpolate``).
+    resolution_limited : bool
+        True when ``far_target * n_impostor < 1``: not even one impostor may be accepted,
+        so the FAR cannot be measured at this target; the TAR is still reported.
+    rule : str
+        The rule that produced the point.
+    """
+
+    far_target: float
+    tar: float
+    threshold: float | None
+    far_achieved: float
+    n_impostors_at_or_above: int | None
+    resolution_limited: bool
+    rule: str
+
+
+def _allowed_false_accepts(counts: ThresholdCounts, far_target: float) -> int:
+    # Exact rational arithmetic on the decimal the user wrote: 1e-3 * 1000 is exactly 1.
+    return math.floor(Fraction(repr(float(far_target))) * counts.n_impostor)
+
+
+def _point(
+    counts: ThresholdCounts, i: int, far_target: float, rule: str
+) -> OperatingPoint:
+    fp = int(counts.n_impostor_accepted[i])
+    return OperatingPoint(
+        far_target=float(far_target),
+        tar=float(counts.n_genuine_accepted[i] / counts.n_genuine),
+        threshold=float(counts.thresholds[i]),
+        far_achieved=fp / counts.n_impostor,
+        n_impostors_at_or_above=fp,
+        resolution_limited=far_target * counts.n_impostor < 1,
+        rule=rule,
+    )
+
+
+def tar_exact(counts: ThresholdCounts, far_target: float) -> OperatingPoint:
+    """facebench default: the operating point with the largest TAR whose FAR <= target.
+
+    The FAR budget is ``floor(target * n_impostor)`` false accepts, computed exactly. When
+    that budget is 0 the point is the lowest threshold above the highest impostor score
+    (flagged ``resolution_limited``). As bob.measure's ``far_threshold``.
+    """
+    allowed = _allowed_false_accepts(counts, far_target)
+    i = int(np.searchsorted(counts.n_impostor_accepted, allowed, side="right")) - 1
+    return _point(counts, i, far_target, "exact")
+
+
+def tar_nearest(counts: ThresholdCounts, far_target: float) -> OperatingPoint:
+    """insightface eval_ijbc.py: the ROC point whose FAR is nearest the target.
+
+    On scikit-learn's ``roc_curve`` with ``drop_intermediate=True``, both arrays reversed
+    (from "accept all" to "accept none"), the first point with the smallest
+    ``|far - target|``. Its FAR can lie above the target.
+    """
+    roc = roc_curve(counts, drop_intermediate=True)
+    far_rev = roc.far[::-1]
+    j = int(np.argmin(np.abs(far_rev - far_target)))
+    i = roc.far.size - 1 - j
+    fp = int(roc.n_impostor_accepted[i])
+    return OperatingPoint(
+        far_target=float(far_target),
+        tar=float(roc.tar[i]),
+        threshold=float(roc.thresholds[i]),
+        far_achieved=fp / counts.n_impostor,
+        n_impostors_at_or_above=fp,
+        resolution_limited=far_target * counts.n_impostor < 1,
+        rule="nearest",
+    )
+
+
+def tar_interpolate(counts: ThresholdCounts, far_target: float) -> OperatingPoint:
+    """AruniRC's IJB-A code: ``numpy.interp(target, far, tar)`` on scikit-learn's
+    ``roc_curve(drop_intermediate=True)``. Not an operating point of any threshold."""
+    roc = roc_curve(counts, drop_intermediate=True)
+    tar = float(np.interp(far_target, roc.far, roc.tar))
+    return OperatingPoint(
+        far_target=float(far_target),
+        tar=tar,
+        threshold=None,
+        far_achieved=float(min(max(far_target, 0.0), 1.0)),
+        n_impostors_at_or_above=None,
+        resolution_limited=far_target * counts.n_impostor < 1,
+        rule="interpolate",
+    )
+
+
+def tar_count(counts: ThresholdCounts, far_target: float) -> OperatingPoint:
+    """PFE (evaluation/metrics.py): a threshold from the count of impostors.
+
+    ``k = round(n_impostor * target)`` (Python's round, half to even); if ``k == 0`` the
+    threshold is the highest impostor score plus 1e-8, else the k-th highest impostor score;
+    accept ``score >= threshold``; TAR and the real FAR are measured there (ties at the
+    threshold can push the FAR above the target).
+    """
+    imp = counts.impostor_sorted
+    k = round(counts.n_impostor * far_target)
+    threshold = float(imp[-1] + 1e-8) if k == 0 else float(imp[imp.size - k])
+    n_gen = counts.genuine_sorted.size - int(
+        np.searchsorted(counts.genuine_sorted, threshold, side="left")
+    )
+    n_imp = imp.size - int(np.searchsorted(imp, threshold, side="left"))
+    return OperatingPoint(
+        far_target=float(far_target),
+        tar=n_gen / counts.n_genuine,
+        threshold=threshold,
+        far_achieved=n_imp / counts.n_impostor,
+        n_impostors_at_or_above=n_imp,
+        resolution_limited=far_target * counts.n_impostor < 1,
+        rule="count",
+    )
+
+
+TAR_RULES: dict[str, Callable[[ThresholdCounts, float], OperatingPoint]] = {
+    "exact": tar_exact,
+    "nearest": tar_nearest,
+    "interpolate": tar_interpolate,
+    "count": tar_count,
+}
+
+
+def tar_at_far(
+    counts: ThresholdCounts, far_targets: Sequence[float], rule: str = "exact"
+) -> list[OperatingPoint]:
+    """TAR at each FAR target under ``rule`` (a key of :data:`TAR_RULES`)."""
+    if rule not in TAR_RULES:
+        raise MetricInputError(
+            f"Expected a TAR rule in {sorted(TAR_RULES)}, but got {rule!r}"
+        )
+    points = []
+    for target in far_targets:
+        if not 0.0 < float(target) <= 1.0:
+            raise MetricInputError(f"Expected a FAR target in (0, 1], but got {target!r}")
+        points.append(TAR_RULES[rule](counts, float(target)))
+    return points

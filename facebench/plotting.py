@@ -1,0 +1,534 @@
+"""ROC and DET figures over facebench reports (PROTOCOLS.md, "Reports").
+
+The figures are drawn from what a report holds: the downsampled ``roc`` curve (fold
+protocols) or every split's ``roc`` (split protocols), and the exact ``tar_at_far``
+operating points. Nothing is recomputed and no point is invented.
+
+matplotlib (and scipy, for the DET axes) are imported inside the functions that draw, so
+``import facebench.plotting`` stays cheap. Figures are built with
+:class:`matplotlib.figure.Figure` directly rather than through ``pyplot``: they need no
+display and no GUI backend, are not kept alive by pyplot's registry of open figures, and the
+caller's backend choice (a notebook's, say) is left alone. matplotlib recommends this for
+code that renders files without a display ("Embedding in a web application server").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facebench.errors import FacebenchError, ReportError
+from facebench.fileio import atomic_path, check_writable
+from facebench.report import load_report
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: The figure formats, by output suffix: the keyword arguments given to ``Figure.savefig``.
+#: The format is always explicit because the temporary file's suffix is ``.tmp``; PDF and
+#: SVG carry no creation date, so the same reports give the same bytes.
+FIGURE_FORMATS: dict[str, dict[str, Any]] = {
+    ".png": {"format": "png", "dpi": 150},
+    ".pdf": {"format": "pdf", "metadata": {"CreationDate": None}},
+    ".svg": {"format": "svg", "metadata": {"Date": None}},
+}
+
+#: DET tick positions, in percent; those inside the axis limits are shown.
+DET_TICKS_PERCENT = (1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 2, 5, 10, 20, 40, 60, 80, 90, 95, 98, 99)
+
+ROC_XLABEL = "False accept rate (FAR)"
+ROC_YLABEL = "True accept rate (TAR)"
+DET_YLABEL = "False reject rate (FRR)"
+
+
+class PlotError(FacebenchError):
+    """A plotting request cannot be met (an unknown output format, a wrong number of labels)."""
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """One ROC curve as stored in a report, with its exact operating points.
+
+    Attributes
+    ----------
+    far, tar : numpy.ndarray, shape (n_points,)
+        The report's downsampled curve: element i is the false / true accept rate of the
+        i-th stored threshold, FAR ascending; the first point (threshold ``null``) accepts
+        nothing.
+    point_far, point_tar : numpy.ndarray, shape (n_operating_points,)
+        ``far_achieved`` and ``tar`` of each ``tar_at_far`` entry whose ``tar`` is not null.
+    n_genuine, n_impostor : int
+        The numbers of genuine and impostor pairs behind the rates.
+    """
+
+    far: np.ndarray
+    tar: np.ndarray
+    point_far: np.ndarray
+    point_tar: np.ndarray
+    n_genuine: int
+    n_impostor: int
+
+
+@dataclass(frozen=True)
+class ReportCurves:
+    """What one report contributes to a figure.
+
+    Attributes
+    ----------
+    name : str
+        The legend name before disambiguation (see :func:`plot_roc`).
+    headline : str or None
+        The headline figure shown after the name (see :func:`report_headline`).
+    curves : tuple of RocCurve
+        One curve for a fold protocol, one per split for a split protocol.
+    is_split : bool
+        Whether the report is a split protocol's (``splits``).
+    """
+
+    name: str
+    headline: str | None
+    curves: tuple[RocCurve, ...]
+    is_split: bool
+
+
+def figure_format(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return the ``savefig`` keyword arguments for the output ``path``, chosen by its suffix.
+
+    Raises
+    ------
+    PlotError
+        When the suffix (case-insensitive) is not one of :data:`FIGURE_FORMATS`.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise PlotError(
+            f"{path}: expected an output suffix in {', '.join(FIGURE_FORMATS)}, but got"
+            f" {suffix or 'none'!r}; choose a file name ending in one of them"
+        )
+    return dict(FIGURE_FORMATS[suffix])
+
+
+def report_headline(report: Mapping[str, Any]) -> str | None:
+    """Return the headline figure of a report, as shown in a legend.
+
+    Fold protocols: ``"acc 99.12% ± 0.13 (s.e.)"``, the mean accuracy over the folds and its
+    standard error, in percent. Split protocols: the summary TAR at the smallest
+    ``far_target``, ``"TAR@FAR=1e-4 0.909 ± 0.010"`` (mean ± std over the splits; the
+    ``± std`` part is left out when std is null, as with a single split).
+
+    Returns
+    -------
+    str or None
+        None when the report does not hold the figure (no ``accuracy`` / ``summary``).
+    """
+    if "splits" in report:
+        summary = report.get("summary")
+        rows = summary.get("tar_at_far") if isinstance(summary, Mapping) else None
+        if not isinstance(rows, list):
+            return None
+        rows = [
+            r for r in rows if isinstance(r, Mapping) and _number(r.get("far_target")) is not None
+        ]
+        if not rows:
+            return None
+        row = min(rows, key=lambda r: float(r["far_target"]))
+        mean, std = _number(row.get("mean")), _number(row.get("std"))
+        if mean is None:
+            return None
+        text = f"TAR@FAR={_format_far(float(row['far_target']))} {mean:.3f}"
+        return text if std is None else f"{text} ± {std:.3f}"
+    accuracy = report.get("accuracy")
+    if not isinstance(accuracy, Mapping):
+        return None
+    mean, stderr = _number(accuracy.get("mean")), _number(accuracy.get("stderr"))
+    if mean is None:
+        return None
+    text = f"acc {100 * mean:.2f}%"
+    return text if stderr is None else f"{text} ± {100 * stderr:.2f} (s.e.)"
+
+
+def plot_roc(
+    reports: Sequence[Mapping[str, Any]],
+    *,
+    sources: Sequence[str | os.PathLike[str]] | None = None,
+    labels: Sequence[str] | None = None,
+    det: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """Draw the ROC (or DET) curves of several reports into one figure.
+
+    Each report gets one colour: a fold report one line, a split report one thin line per
+    split (one legend entry). Each ``tar_at_far`` operating point is marked at
+    (``far_achieved``, ``tar``), the exact point on the curve, not read off the downsampled
+    curve.
+
+    ROC (default): TAR against FAR, FAR on a log axis from the smallest measurable FAR,
+    1 / (largest ``n_impostor`` among the plotted reports and splits), to 1. A point with
+    FAR = 0 cannot be drawn on a log axis: each curve starts at its first point with FAR > 0,
+    and operating points with ``far_achieved`` = 0 are not marked.
+
+    DET (``det=True``): FRR = 1 - TAR against FAR, both on a normal-deviate (probit) axis
+    (``scipy.stats.norm.ppf``), ticks labelled in percent. Rates of 0 and 1 have no probit,
+    so for drawing only, FAR is clipped to [1/(2 n_impostor), 1 - 1/(2 n_impostor)] and FRR
+    to [1/(2 n_genuine), 1 - 1/(2 n_genuine)] (the counts of that report or split); a curve
+    point at such a bound stands for a measured rate of 0 or 1.
+
+    Parameters
+    ----------
+    reports : sequence of mapping
+        Reports as returned by :func:`facebench.report.load_report`.
+    sources : sequence of path-like, optional
+        Where each report came from: named in errors and, by its stem, in the legend.
+        Defaults to ``"report 1"``, ``"report 2"``, ...
+    labels : sequence of str, optional
+        Legend names, one per report, overriding the default: the report's ``label``, else
+        ``store.attributes.model``, else the source's stem. Names that occur twice get the
+        source's stem appended (then the whole source, then a number).
+    det : bool
+        Draw a DET plot instead of a ROC.
+    title : str, optional
+        The axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, one axes, not registered with pyplot.
+
+    Raises
+    ------
+    PlotError
+        When there is no report, or ``sources`` / ``labels`` do not have one entry per report.
+    facebench.errors.ReportError
+        When a report has no ``roc`` (nor ``roc`` in every split) or malformed curve data.
+    """
+    from matplotlib.figure import Figure
+
+    if not reports:
+        raise PlotError("expected at least one report to plot, but got none")
+    names_of_sources = (
+        [str(s) for s in sources]
+        if sources is not None
+        else [f"report {i + 1}" for i in range(len(reports))]
+    )
+    _check_count("sources", names_of_sources, len(reports))
+    if labels is not None:
+        _check_count("labels", labels, len(reports))
+    entries = [
+        _read_report(report, source, None if labels is None else labels[i])
+        for i, (report, source) in enumerate(zip(reports, names_of_sources, strict=True))
+    ]
+    names = _distinct_names([e.name for e in entries], names_of_sources)
+    legend = [n if e.headline is None else f"{n}, {e.headline}" for n, e in zip(names, entries)]
+
+    figure = Figure(figsize=(7.0, 5.6), layout="constrained")
+    axes = figure.add_subplot()
+    if det:
+        _draw_det(axes, entries, legend)
+    else:
+        _draw_roc(axes, entries, legend)
+    axes.grid(True, which="major", alpha=0.5)
+    axes.legend(loc="upper right" if det else "lower right", fontsize="small")
+    if title:
+        axes.set_title(title)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Save ``figure`` to ``path`` atomically, in the format its suffix names.
+
+    PNG is written at 150 dpi. The figure is rendered into a temporary file beside ``path``
+    which is then renamed onto it.
+
+    Raises
+    ------
+    PlotError
+        When the suffix is not one of :data:`FIGURE_FORMATS`.
+    facebench.errors.OutputExistsError
+        When ``path`` exists and ``overwrite`` is false.
+    """
+    options = figure_format(path)
+    with atomic_path(path, overwrite) as tmp:
+        figure.savefig(tmp, **options)
+    return Path(path)
+
+
+def plot_roc_files(
+    report_paths: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+    det: bool = False,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Read report files, draw their ROC (or DET) curves, and save the figure to ``output``.
+
+    The output's format and writability are checked before any report is read or anything
+    is drawn. See :func:`plot_roc` for the figure and :func:`save_figure` for the file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``output``.
+
+    Raises
+    ------
+    PlotError
+        An unknown output suffix, or not one label per report.
+    facebench.errors.OutputExistsError
+        ``output`` exists and ``overwrite`` is false.
+    facebench.errors.ReportError
+        A report cannot be read, is not a report, or holds no ROC curve.
+    """
+    figure_format(output)
+    check_writable(output, overwrite)
+    if labels is not None:
+        _check_count("labels", labels, len(report_paths))
+    reports = [load_report(path) for path in report_paths]
+    figure = plot_roc(reports, sources=report_paths, labels=labels, det=det, title=title)
+    return save_figure(figure, output, overwrite=overwrite)
+
+
+# -- reading reports ----------------------------------------------------------------------
+
+
+def _read_report(report: Mapping[str, Any], source: str, label: str | None) -> ReportCurves:
+    """Extract and check what :func:`plot_roc` draws from one report."""
+    if "roc" in report:
+        curves: tuple[RocCurve, ...] = (_read_curve(report, source, ""),)
+        is_split = False
+    elif isinstance(report.get("splits"), list) and report["splits"]:
+        splits = report["splits"]
+        for i, entry in enumerate(splits):
+            if not isinstance(entry, Mapping) or "roc" not in entry:
+                raise ReportError(
+                    f"{source}: expected a `roc` curve in every split, but `splits[{i}]` has"
+                    " none; re-run `facebench verify` to write a complete report"
+                )
+        curves = tuple(_read_curve(e, source, f"splits[{i}].") for i, e in enumerate(splits))
+        is_split = True
+    else:
+        raise ReportError(
+            f"{source}: the report holds no ROC curve (expected `roc`, or `splits` with a"
+            " `roc` each); re-run `facebench verify` with this facebench to write one"
+        )
+    return ReportCurves(
+        _default_name(report, source, label), report_headline(report), curves, is_split
+    )
+
+
+def _read_curve(entry: Mapping[str, Any], source: str, where: str) -> RocCurve:
+    """Read ``roc``, ``tar_at_far`` and the pair counts of a report or of one split."""
+    roc = entry["roc"]
+    if not isinstance(roc, Mapping):
+        raise ReportError(f"{source}: expected `{where}roc` to be an object, but got {roc!r:.60}")
+    far = _rates(roc.get("far"), source, f"{where}roc.far")
+    tar = _rates(roc.get("tar"), source, f"{where}roc.tar")
+    if far.shape != tar.shape:
+        raise ReportError(
+            f"{source}: expected `{where}roc.far` and `{where}roc.tar` of one length, but got"
+            f" {far.size} and {tar.size}"
+        )
+    n_genuine = _count(entry, "n_genuine", source, where)
+    if "n_impostor" in entry:
+        n_impostor = _count(entry, "n_impostor", source, where)
+    else:  # older split entries record only n_pairs and n_genuine
+        n_impostor = _count(entry, "n_pairs", source, where) - n_genuine
+    if n_impostor < 1:
+        raise ReportError(
+            f"{source}: expected impostor pairs in `{where}`, but got n_impostor = {n_impostor};"
+            " a ROC needs impostor scores"
+        )
+    rows = entry.get("tar_at_far")
+    if not isinstance(rows, list):
+        raise ReportError(f"{source}: expected `{where}tar_at_far` to be a list, but got {rows!r}")
+    points = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or "far_achieved" not in row or "tar" not in row:
+            raise ReportError(
+                f"{source}: expected `{where}tar_at_far[{i}]` to hold `far_achieved` and `tar`"
+            )
+        if row["tar"] is not None:  # null: no threshold meets the target
+            points.append((row["far_achieved"], row["tar"]))
+    point_far = _rates([p[0] for p in points], source, f"{where}tar_at_far[].far_achieved", True)
+    point_tar = _rates([p[1] for p in points], source, f"{where}tar_at_far[].tar", True)
+    return RocCurve(far, tar, point_far, point_tar, n_genuine, n_impostor)
+
+
+def _rates(values: object, source: str, key: str, allow_empty: bool = False) -> np.ndarray:
+    """``values`` as a float array of rates in [0, 1], or a :class:`ReportError`."""
+    try:
+        rates = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        rates = np.full(1, np.nan)
+    if rates.ndim != 1 or (rates.size == 0 and not allow_empty):
+        raise ReportError(f"{source}: expected `{key}` to be a non-empty list of rates")
+    if not np.all(np.isfinite(rates)) or np.any(rates < 0) or np.any(rates > 1):
+        raise ReportError(f"{source}: expected every `{key}` value to be a number in [0, 1]")
+    return rates
+
+
+def _count(entry: Mapping[str, Any], key: str, source: str, where: str) -> int:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ReportError(
+            f"{source}: expected `{where}{key}` to be a count (an integer >= 0), but got {value!r}"
+        )
+    return value
+
+
+def _number(value: object) -> float | None:
+    """A finite float, or None for null / NaN / a non-number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _format_far(far: float) -> str:
+    """``1e-4`` style: mantissa without trailing zeros, exponent without padding."""
+    mantissa, exponent = f"{far:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _check_count(what: str, values: Sequence[object], n_reports: int) -> None:
+    if len(values) != n_reports:
+        raise PlotError(
+            f"expected one of {what} per report ({n_reports}), but got {len(values)}; give"
+            f" {'--label' if what == 'labels' else what} once for each report, in order"
+        )
+
+
+# -- legend names --------------------------------------------------------------------------
+
+
+def _default_name(report: Mapping[str, Any], source: str, label: str | None) -> str:
+    if label:
+        return label
+    if isinstance(report.get("label"), str) and report["label"]:
+        return str(report["label"])
+    store = report.get("store")
+    attributes = store.get("attributes") if isinstance(store, Mapping) else None
+    model = attributes.get("model") if isinstance(attributes, Mapping) else None
+    if isinstance(model, str) and model:
+        return model
+    return Path(source).stem
+
+
+def _distinct_names(names: Sequence[str], sources: Sequence[str]) -> list[str]:
+    """Append ``[stem]`` to names that repeat, then ``[source]``, then a number."""
+    result = list(names)
+    for tag in (lambda i: Path(sources[i]).stem, lambda i: sources[i]):
+        repeated = {n for n in result if result.count(n) > 1}
+        result = [f"{n} [{tag(i)}]" if n in repeated else n for i, n in enumerate(result)]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(result):
+        seen[name] = seen.get(name, 0) + 1
+        if result.count(name) > 1:
+            result[i] = f"{name} #{seen[name]}"
+    return result
+
+
+# -- drawing -------------------------------------------------------------------------------
+
+
+def _draw_roc(axes: Axes, entries: Sequence[ReportCurves], legend: Sequence[str]) -> None:
+    n_max = max(c.n_impostor for e in entries for c in e.curves)
+    for i, (entry, text) in enumerate(zip(entries, legend, strict=True)):
+        for k, curve in enumerate(entry.curves):
+            shown = curve.far > 0
+            points = curve.point_far > 0
+            _draw_curve(
+                axes,
+                f"C{i}",
+                entry.is_split,
+                text if k == 0 else None,
+                (curve.far[shown], curve.tar[shown]),
+                (curve.point_far[points], curve.point_tar[points]),
+            )
+    axes.set_xscale("log")
+    axes.set_xlim(1.0 / n_max, 1.0)
+    axes.set_ylim(0.0, 1.0)
+    axes.set_xlabel(ROC_XLABEL)
+    axes.set_ylabel(ROC_YLABEL)
+
+
+def _draw_det(axes: Axes, entries: Sequence[ReportCurves], legend: Sequence[str]) -> None:
+    from scipy.stats import norm
+
+    def probit(rates: np.ndarray, n: int) -> np.ndarray:
+        bound = 1.0 / (2 * n)
+        return np.asarray(norm.ppf(np.clip(rates, bound, 1.0 - bound)), dtype=float)
+
+    frr_top = 0.5
+    for i, (entry, text) in enumerate(zip(entries, legend, strict=True)):
+        for k, curve in enumerate(entry.curves):
+            far_x = probit(curve.far, curve.n_impostor)
+            frr_y = probit(1.0 - curve.tar, curve.n_genuine)
+            _draw_curve(
+                axes,
+                f"C{i}",
+                entry.is_split,
+                text if k == 0 else None,
+                (far_x, frr_y),
+                (
+                    probit(curve.point_far, curve.n_impostor),
+                    probit(1.0 - curve.point_tar, curve.n_genuine),
+                ),
+            )
+            measured = np.flatnonzero(curve.far > 0)
+            if measured.size:  # keep the curve's start at the smallest measured FAR in view
+                frr_top = max(frr_top, float(norm.cdf(frr_y[measured[0]])))
+    n_impostor = max(c.n_impostor for e in entries for c in e.curves)
+    n_genuine = max(c.n_genuine for e in entries for c in e.curves)
+    x_low, x_high = norm.ppf(1.0 / (2 * n_impostor)), norm.ppf(0.5)
+    y_low, y_high = norm.ppf(1.0 / (2 * n_genuine)), norm.ppf(frr_top)
+    margin = 0.05
+    axes.set_xlim(x_low - margin, x_high + margin)
+    axes.set_ylim(y_low - margin, y_high + margin)
+    for set_ticks, low, high in (
+        (axes.set_xticks, x_low, x_high),
+        (axes.set_yticks, y_low, y_high),
+    ):
+        percents = [p for p in DET_TICKS_PERCENT if low - 1e-9 <= norm.ppf(p / 100) <= high + 1e-9]
+        set_ticks(
+            [float(norm.ppf(p / 100)) for p in percents], [_format_percent(p) for p in percents]
+        )
+    axes.set_xlabel(ROC_XLABEL)
+    axes.set_ylabel(DET_YLABEL)
+
+
+def _draw_curve(
+    axes: Axes,
+    colour: str,
+    thin: bool,
+    label: str | None,
+    line: tuple[np.ndarray, np.ndarray],
+    points: tuple[np.ndarray, np.ndarray],
+) -> None:
+    axes.plot(
+        *line,
+        color=colour,
+        linewidth=0.8 if thin else 1.6,
+        alpha=0.85 if thin else 1.0,
+        label="_nolegend_" if label is None else label,
+    )
+    axes.plot(
+        *points,
+        linestyle="none",
+        marker="o",
+        markersize=4,
+        markerfacecolor="none",
+        color=colour,
+        label="_nolegend_",
+    )
+
+
+def _format_percent(percent: float) -> str:
+    return f"{np.format_float_positional(percent, trim='-')}%"
