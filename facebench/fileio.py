@@ -15,6 +15,12 @@ from pathlib import Path
 from facebench.errors import OutputExistsError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     """Raise :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is false."""
     target = Path(path)
@@ -36,6 +42,7 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
+    os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs follow umask
     tmp = Path(tmp_name)
     try:
         yield tmp

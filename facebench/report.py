@@ -1,18 +1,142 @@
-"""Reports: one JSON shape for every protocol (PROTOCOLS.md, "Reports").
+"""Reports: one JSON shape for every protocol (PROTOCOLS.md, "Reports"), and their tables.
 
-Placeholder for the report dataclasses; ``load_report`` is the one way to read a report.
+A fold report (LFW, YTF, generic pairs) holds, at the top level: ``schema_version``,
+``protocol``, ``protocol_file``, ``protocol_sha256``, ``store`` {path, content_sha256,
+attributes}, ``conventions`` (every rule and option used), ``counts`` (what the parser read
+and the official counts), ``warnings``, ``n_pairs``, ``n_genuine``, ``n_impostor``,
+``accuracy`` {mean, std, stderr, folds, thresholds, rule, std_kind}, ``auc``, ``eer``,
+``eer_threshold``, ``tar_at_far`` [{far_target, tar, threshold, far_achieved,
+n_impostors_at_or_above, resolution_limited, rule}], ``roc`` {far, tar, threshold}
+(downsampled for plotting only: every point is a true operating point, no number in the
+report is read from it), ``created``, ``facebench_version``. Non-finite thresholds are
+written as ``null`` (+inf accepts nothing, -inf accepts everything; ``threshold_inf`` in
+``conventions`` says which). Beside ``report.json`` verify writes ``report.scores.npz``
+with every pair's ids, score, label and fold.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from facebench.errors import ReportError
+from facebench.fileio import atomic_path, check_writable, write_text_atomic
 
 REPORT_SCHEMA_VERSION = 1
+
+
+def json_float(value: float | None) -> float | None:
+    """A float for JSON: non-finite values and None become ``null``."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """k-fold accuracy as reported: per fold and summarized."""
+
+    mean: float
+    std: float
+    stderr: float
+    folds: list[float]
+    thresholds: list[float | None]
+    rule: str
+    std_kind: str
+
+
+@dataclass(frozen=True)
+class TarAtFar:
+    """One reported TAR at a FAR (see :class:`facebench.metrics.OperatingPoint`)."""
+
+    far_target: float
+    tar: float
+    threshold: float | None
+    far_achieved: float
+    n_impostors_at_or_above: int | None
+    resolution_limited: bool
+    rule: str
+
+
+@dataclass(frozen=True)
+class FoldReport:
+    """The report of a fold protocol (LFW, YTF, generic pairs)."""
+
+    protocol: str
+    protocol_file: str
+    protocol_sha256: str
+    store: dict[str, Any]
+    conventions: dict[str, Any]
+    counts: dict[str, Any]
+    warnings: list[str]
+    n_pairs: int
+    n_genuine: int
+    n_impostor: int
+    accuracy: Accuracy
+    auc: float
+    eer: float
+    eer_threshold: float | None
+    tar_at_far: list[TarAtFar]
+    roc: dict[str, list[float | None]]
+    created: str
+    facebench_version: str
+    label: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = REPORT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the documented order; ``extra`` merged at the top."""
+        data = dataclasses.asdict(self)
+        extra = data.pop("extra")
+        ordered = {"schema_version": data.pop("schema_version")}
+        ordered.update(data)
+        ordered.update(extra)
+        return ordered
+
+
+def to_json(report: FoldReport) -> str:
+    """Serialize a report as indented JSON (strict: no NaN or Infinity literals)."""
+    return json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def scores_path_for(report_path: str | Path) -> Path:
+    """``x/report.json`` -> ``x/report.scores.npz``."""
+    path = Path(report_path)
+    stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
+    return path.with_name(stem + ".scores.npz")
+
+
+def write_report(
+    report: FoldReport,
+    path: str | Path,
+    pair_data: dict[str, npt.NDArray[Any]],
+    overwrite: bool = False,
+) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.scores.npz`` atomically.
+
+    Both targets are checked before anything is written; the per-pair file is written
+    first so that a report never points at missing per-pair data.
+    """
+    path = Path(path)
+    npz_path = scores_path_for(path)
+    check_writable(path, overwrite)
+    check_writable(npz_path, overwrite)
+    text = to_json(report)
+    buffer = io.BytesIO()
+    np.savez(buffer, **pair_data)  # type: ignore[arg-type]
+    with atomic_path(npz_path, overwrite) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    write_text_atomic(path, text, overwrite)
+    return path, npz_path
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
@@ -47,9 +171,3 @@ def load_report(path: str | Path) -> dict[str, Any]:
             f" facebench (expected {REPORT_SCHEMA_VERSION}); upgrade facebench or re-run verify"
         )
     return data
-
-
-def json_float(value: float) -> float | None:
-    """A float for JSON: non-finite values become ``null`` (a +inf threshold accepts nothing)."""
-    value = float(value)
-    return value if math.isfinite(value) else None

@@ -1,8 +1,135 @@
-"""PLACEHOLDER by plot-roc helper; delete."""
+"""``facebench verify``: a protocol on a feature store -> a report (table + JSON)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
+from rich.console import Console
+
+from facebench.errors import FacebenchError
+from facebench.fileio import check_writable
+from facebench.fusion import FLIP_FUSIONS
+from facebench.metrics import TAR_RULES
+from facebench.metrics.compat import COMPAT_KFOLD
+from protocols import PROTOCOLS
+
+
+def _far_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...]:
+    if value is None:
+        from facebench.evaluate import DEFAULT_FAR_TARGETS
+
+        return DEFAULT_FAR_TARGETS
+    try:
+        targets = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+    if not all(0.0 < t <= 1.0 for t in targets):
+        raise click.BadParameter(f"every FAR must lie in (0, 1], got {value!r}")
+    return targets
 
 
 @click.command("verify")
-def verify_command() -> None:
-    """Placeholder."""
+@click.option(
+    "--protocol",
+    "protocol_name",
+    required=True,
+    type=click.Choice(sorted(PROTOCOLS)),
+    help="The benchmark protocol.",
+)
+@click.option(
+    "--features",
+    "features",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The feature store (HDF5) written by `facebench extract` or `facebench import`.",
+)
+@click.option(
+    "--pairs",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Another pairs file in the protocol's format instead of the shipped official one.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON report here (and PATH.scores.npz beside it).",
+)
+@click.option(
+    "--far",
+    "far_targets",
+    callback=_far_list,
+    default=None,
+    help="Comma-separated FAR targets for TAR@FAR [default: 1e-3,1e-2].",
+)
+@click.option(
+    "--tar-rule",
+    type=click.Choice(list(TAR_RULES)),
+    default="exact",
+    show_default=True,
+    help="How TAR at a FAR is read (PROTOCOLS.md).",
+)
+@click.option(
+    "--compat",
+    type=click.Choice(list(COMPAT_KFOLD)),
+    default=None,
+    help="Reproduce another tool's k-fold accuracy rule.",
+)
+@click.option(
+    "--flip-fusion",
+    type=click.Choice(list(FLIP_FUSIONS)),
+    default="none",
+    show_default=True,
+    help="How an image's and its mirror's features combine.",
+)
+@click.option("--label", default=None, help="A name for this report (legend of plot-roc).")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+def verify_command(
+    protocol_name: str,
+    features: Path,
+    pairs: Path | None,
+    json_path: Path | None,
+    far_targets: tuple[float, ...],
+    tar_rule: str,
+    compat: str | None,
+    flip_fusion: str,
+    label: str | None,
+    overwrite: bool,
+) -> None:
+    """Evaluate a feature store on a benchmark protocol.
+
+    Prints the result table to stdout and, with --json, writes the report.
+
+    \b
+    Example:
+      facebench verify --protocol lfw --features lfw.h5 --json lfw.json
+      facebench verify --protocol lfw --features lfw.h5 --compat insightface --flip-fusion sum-raw
+    """
+    from facebench.evaluate import VerifyOptions, evaluate_pairs
+    from facebench.report import scores_path_for, write_report
+    from facebench.tables import render_fold_report
+
+    if json_path is not None:  # fail before any work, never after
+        check_writable(json_path, overwrite)
+        check_writable(scores_path_for(json_path), overwrite)
+    if not features.exists():
+        raise FacebenchError(
+            f"{features}: no such feature store; write one with `facebench "
+            "extract` or `facebench import`"
+        )
+    protocol = PROTOCOLS[protocol_name].load(pairs)
+    options = VerifyOptions(
+        far_targets=far_targets,
+        tar_rule=tar_rule,
+        compat=compat,
+        flip_fusion=flip_fusion,
+        label=label,
+    )
+    report, pair_data = evaluate_pairs(protocol, features, options)
+    render_fold_report(report, Console(file=sys.stdout, width=100))
+    if json_path is not None:
+        written, npz = write_report(report, json_path, pair_data, overwrite=overwrite)
+        click.echo(f"wrote {written} and {npz}", err=True)

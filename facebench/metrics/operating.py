@@ -74,12 +74,16 @@ def _point(
 def tar_exact(counts: ThresholdCounts, far_target: float) -> OperatingPoint:
     """facebench default: the operating point with the largest TAR whose FAR <= target.
 
-    The FAR budget is ``floor(target * n_impostor)`` false accepts, computed exactly. When
-    that budget is 0 the point is the lowest threshold above the highest impostor score
-    (flagged ``resolution_limited``). As bob.measure's ``far_threshold``.
+    The FAR budget is ``floor(target * n_impostor)`` false accepts, computed exactly from
+    the decimal value of the target. Among the points within the budget that reach the
+    largest TAR, the one with the fewest false accepts (the highest threshold) is
+    reported. When the budget is 0 the point lies above the highest impostor score and is
+    flagged ``resolution_limited``. As bob.measure's ``far_threshold``.
     """
     allowed = _allowed_false_accepts(counts, far_target)
-    i = int(np.searchsorted(counts.n_impostor_accepted, allowed, side="right")) - 1
+    last = int(np.searchsorted(counts.n_impostor_accepted, allowed, side="right")) - 1
+    tp = counts.n_genuine_accepted
+    i = int(np.searchsorted(tp, tp[last], side="left"))
     return _point(counts, i, far_target, "exact")
 
 

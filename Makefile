@@ -1,0 +1,35 @@
+# facebench: the two set-up commands are `make demo` and `make test` (README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+DEMO_DIR ?= demo-out
+
+.PHONY: install test lint bench demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch from local disk; an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -n 2 tests
+
+lint: install
+	$(VENV)/bin/ruff check facebench protocols tests benchmarks
+	$(VENV)/bin/ruff format --check facebench protocols tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m benchmarks
+
+demo: install
+	$(PY) -m facebench.demo $(DEMO_DIR)
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,252 @@
+"""Store + protocol -> scores -> metrics -> report.
+
+The one library call behind ``facebench verify`` for fold protocols. Scores are cosine
+similarities computed in float64 from the store's float32 unit features (after the chosen
+flip fusion); metrics come from :mod:`facebench.metrics`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from facebench import __version__
+from facebench.errors import FacebenchError, StoreError
+from facebench.fusion import FLIP_FUSIONS
+from facebench.metrics import (
+    auc,
+    count_at_thresholds,
+    equal_error_rate,
+    kfold_accuracy,
+    tar_at_far,
+)
+from facebench.metrics.compat import COMPAT_KFOLD
+from facebench.metrics.counts import ThresholdCounts
+from facebench.report import Accuracy, FoldReport, TarAtFar, json_float
+from facebench.store import FeatureStore
+from protocols import PairsProtocol
+
+DEFAULT_FAR_TARGETS = (1e-3, 1e-2)
+ROC_POINTS = 1000
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """Every choice that changes a number, recorded in the report's ``conventions``.
+
+    Attributes
+    ----------
+    far_targets : tuple of float
+        FARs at which TAR is reported.
+    tar_rule : str
+        A key of :data:`facebench.metrics.TAR_RULES` (default ``exact``).
+    compat : str or None
+        None for facebench's k-fold rule, else a key of
+        :data:`facebench.metrics.compat.COMPAT_KFOLD` that reproduces that tool's accuracy.
+    flip_fusion : str
+        A key of :data:`facebench.fusion.FLIP_FUSIONS` (default ``none``).
+    label : str or None
+        A name for the report (plots use it in the legend).
+    """
+
+    far_targets: tuple[float, ...] = DEFAULT_FAR_TARGETS
+    tar_rule: str = "exact"
+    compat: str | None = None
+    flip_fusion: str = "none"
+    label: str | None = None
+
+
+def pair_scores(
+    store: FeatureStore, left: tuple[str, ...], right: tuple[str, ...], flip_fusion: str
+) -> npt.NDArray[np.float64]:
+    """Cosine scores of the pairs (float64), features read once per distinct item.
+
+    Raises
+    ------
+    MissingItemsError
+        When the store lacks ids the pairs need (count and the first five).
+    StoreError
+        When a flip fusion is asked of a store without mirrored features.
+    """
+    if flip_fusion not in FLIP_FUSIONS:
+        raise FacebenchError(
+            f"Expected --flip-fusion in {sorted(FLIP_FUSIONS)}, but got {flip_fusion!r}"
+        )
+    keys, inverse = np.unique(np.asarray(left + right, dtype=object), return_inverse=True)
+    rows = store.index_of([str(k) for k in keys])
+    unit, norms = store.read_rows(rows)
+    unit_flip = norms_flip = None
+    if flip_fusion != "none":
+        if not store.info.has_flip:
+            raise StoreError(
+                f"{store.info.path}: --flip-fusion {flip_fusion} needs mirrored-image "
+                "features, but the store has none; extract with --flip or use --flip-fusion none"
+            )
+        f_unit, f_norms = store.read_rows(rows, flip=True)
+        unit_flip, norms_flip = f_unit.astype(np.float64), f_norms.astype(np.float64)
+    fused = FLIP_FUSIONS[flip_fusion](
+        unit.astype(np.float64), norms.astype(np.float64), unit_flip, norms_flip
+    )
+    n = len(left)
+    a = fused[inverse[:n]]
+    b = fused[inverse[n:]]
+    return np.einsum("ij,ij->i", a, b)
+
+
+def downsample_roc(counts: ThresholdCounts, n_points: int = ROC_POINTS) -> dict[str, list[Any]]:
+    """At most about ``n_points`` true operating points for plotting.
+
+    For FARs spaced evenly on a log scale from 1/n_impostor to 1 (and evenly on a linear
+    scale), the operating point with the largest TAR at or below each FAR is kept, plus the
+    first and last points. No point is interpolated.
+    """
+    fp = counts.n_impostor_accepted
+    n_imp = counts.n_impostor
+    half = max(n_points // 2, 2)
+    budgets = np.concatenate((np.geomspace(1.0, n_imp, half), np.linspace(0.0, n_imp, half)))
+    idx = np.searchsorted(fp, np.floor(budgets + 1e-9), side="right") - 1
+    idx = np.unique(np.concatenate(([0, fp.size - 1], idx)))
+    far = counts.n_impostor_accepted[idx] / n_imp
+    tar = counts.n_genuine_accepted[idx] / counts.n_genuine
+    return {
+        "far": [float(x) for x in far],
+        "tar": [float(x) for x in tar],
+        "threshold": [json_float(x) for x in counts.thresholds[idx]],
+    }
+
+
+def _accuracy(
+    scores: npt.NDArray[np.float64], protocol: PairsProtocol, compat: str | None
+) -> Accuracy:
+    if compat is None:
+        k = kfold_accuracy(scores, protocol.is_same, protocol.folds)
+        return Accuracy(
+            mean=k.mean,
+            std=k.std,
+            stderr=k.stderr,
+            folds=[float(a) for a in k.accuracies],
+            thresholds=[json_float(t) for t in k.thresholds],
+            rule="facebench: midpoint candidates, median of ties, accept score >= t",
+            std_kind="std ddof=1; stderr = std / sqrt(k)",
+        )
+    if compat not in COMPAT_KFOLD:
+        raise FacebenchError(f"Expected --compat in {sorted(COMPAT_KFOLD)}, but got {compat!r}")
+    n_folds = int(np.unique(protocol.folds).size)
+    result = COMPAT_KFOLD[compat](scores, protocol.is_same, n_folds=n_folds)
+    std = float(np.std(result.fold_accuracies, ddof=1))
+    return Accuracy(
+        mean=float(result.mean),
+        std=std,
+        stderr=std / math.sqrt(n_folds),
+        folds=[float(a) for a in result.fold_accuracies],
+        thresholds=[json_float(t) for t in result.fold_thresholds],
+        rule=f"{compat} compatibility ({result.std_kind} is what {compat} prints)",
+        std_kind="std ddof=1; stderr = std / sqrt(k) (the peer's own spread is in compat)",
+    )
+
+
+def store_summary(store: FeatureStore) -> dict[str, Any]:
+    """The store's identity for a report: path, content checksum, attributes."""
+    info = store.info
+    return {
+        "path": str(Path(info.path).resolve()),
+        "content_sha256": info.content_sha256,
+        "n_items": info.n_items,
+        "dim": info.dim,
+        "has_flip": info.has_flip,
+        "attributes": dict(info.attributes),
+    }
+
+
+def evaluate_pairs(
+    protocol: PairsProtocol, store_path: str | Path, options: VerifyOptions | None = None
+) -> tuple[FoldReport, dict[str, npt.NDArray[Any]]]:
+    """Evaluate a fold protocol on a feature store.
+
+    Returns
+    -------
+    report : FoldReport
+        Accuracy by folds; AUC, EER and TAR at each FAR over all pairs pooled.
+    pair_data : dict of ndarray
+        Per-pair arrays for ``report.scores.npz``: ``left``, ``right`` (ids), ``score``,
+        ``is_same``, ``fold``.
+    """
+    options = options or VerifyOptions()
+    with FeatureStore.open(store_path) as store:
+        scores = pair_scores(store, protocol.left, protocol.right, options.flip_fusion)
+        store_info = store_summary(store)
+    counts = count_at_thresholds(scores, protocol.is_same)
+    accuracy = _accuracy(scores, protocol, options.compat)
+    eer = equal_error_rate(counts)
+    points = tar_at_far(counts, options.far_targets, options.tar_rule)
+    extra: dict[str, Any] = {}
+    if options.compat is not None:
+        result = COMPAT_KFOLD[options.compat](
+            scores, protocol.is_same, n_folds=int(np.unique(protocol.folds).size)
+        )
+        extra["compat"] = {
+            "rule": options.compat,
+            "mean": float(result.mean),
+            "spread": float(getattr(result, "std", getattr(result, "stderr", math.nan))),
+            "spread_kind": result.std_kind,
+        }
+    conventions = {
+        "score": "cosine similarity, float64 from float32 unit features",
+        "decision": "accept when score >= threshold",
+        "accuracy": accuracy.rule,
+        "folds": "the folds of the protocol file, never re-split",
+        "pooled": "AUC, EER and TAR@FAR over all pairs pooled; accuracy by folds",
+        "tar_rule": options.tar_rule,
+        "eer": "FAR = FRR on the piecewise-linear ROC; threshold = first point with FAR >= FRR",
+        "flip_fusion": options.flip_fusion,
+        "compat": options.compat,
+        "threshold_inf": "null thresholds: +inf (accepts nothing) or -inf (accepts everything)",
+    }
+    n_genuine = int(protocol.is_same.sum())
+    report = FoldReport(
+        protocol=protocol.name,
+        protocol_file=protocol.source,
+        protocol_sha256=protocol.sha256,
+        store=store_info,
+        conventions=conventions,
+        counts=dict(protocol.counts),
+        warnings=list(protocol.warnings),
+        n_pairs=protocol.n_pairs,
+        n_genuine=n_genuine,
+        n_impostor=protocol.n_pairs - n_genuine,
+        accuracy=accuracy,
+        auc=auc(counts),
+        eer=eer.eer,
+        eer_threshold=json_float(eer.threshold),
+        tar_at_far=[
+            TarAtFar(
+                far_target=p.far_target,
+                tar=p.tar,
+                threshold=json_float(p.threshold),
+                far_achieved=p.far_achieved,
+                n_impostors_at_or_above=p.n_impostors_at_or_above,
+                resolution_limited=p.resolution_limited,
+                rule=p.rule,
+            )
+            for p in points
+        ],
+        roc=downsample_roc(counts),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        facebench_version=__version__,
+        label=options.label,
+        extra=extra,
+    )
+    pair_data = {
+        "left": np.asarray(protocol.left, dtype=str),
+        "right": np.asarray(protocol.right, dtype=str),
+        "score": scores,
+        "is_same": protocol.is_same,
+        "fold": protocol.folds,
+    }
+    return report, pair_data

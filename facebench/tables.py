@@ -1,0 +1,59 @@
+"""Rich tables of reports for the terminal (stdout). Nothing here computes a number."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from facebench.report import FoldReport
+
+
+def _fmt_threshold(value: float | None) -> str:
+    return "±inf" if value is None else f"{value:.6f}"
+
+
+def render_fold_report(report: FoldReport, console: Console) -> None:
+    """Print a fold report: accuracy per fold and summary, AUC, EER, TAR at each FAR."""
+    acc = report.accuracy
+    model = report.store.get("attributes", {}).get("model", "?")
+    console.print(
+        f"[bold]{report.protocol}[/bold]  {report.n_pairs} pairs "
+        f"({report.n_genuine} genuine, {report.n_impostor} impostor)  model: {model}"
+    )
+    folds = Table(title="k-fold accuracy", title_justify="left")
+    folds.add_column("fold", justify="right")
+    folds.add_column("accuracy", justify="right")
+    folds.add_column("threshold", justify="right")
+    for i, (a, t) in enumerate(zip(acc.folds, acc.thresholds, strict=True), start=1):
+        folds.add_row(str(i), f"{100 * a:.2f}%", _fmt_threshold(t))
+    folds.add_section()
+    folds.add_row("mean", f"{100 * acc.mean:.2f}%", "")
+    folds.add_row("std (ddof=1)", f"{100 * acc.std:.2f}", "")
+    folds.add_row("std. error", f"{100 * acc.stderr:.2f}", "")
+    console.print(folds)
+    console.print(f"rule: {acc.rule}", style="dim")
+    summary = Table(title="pooled over all pairs", title_justify="left")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_column("threshold", justify="right")
+    summary.add_column("FAR achieved", justify="right")
+    summary.add_column("impostors ≥ t", justify="right")
+    summary.add_row("AUC", f"{report.auc:.6f}", "", "", "")
+    summary.add_row("EER", f"{100 * report.eer:.3f}%", _fmt_threshold(report.eer_threshold), "", "")
+    for p in report.tar_at_far:
+        flag = " (resolution-limited)" if p.resolution_limited else ""
+        summary.add_row(
+            f"TAR @ FAR={p.far_target:g}{flag}",
+            f"{100 * p.tar:.2f}%",
+            "—" if p.rule == "interpolate" else _fmt_threshold(p.threshold),
+            f"{p.far_achieved:.2e}",
+            "—" if p.n_impostors_at_or_above is None else str(p.n_impostors_at_or_above),
+        )
+    console.print(summary)
+    console.print(
+        f"TAR rule: {report.tar_at_far[0].rule if report.tar_at_far else '-'}; "
+        f"flip fusion: {report.conventions.get('flip_fusion')}",
+        style="dim",
+    )
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", style="yellow")
