@@ -54,7 +54,7 @@ def run(out_dir: Path) -> None:
     ids = lfw.load().items
     (out_dir / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
     reports = []
-    for name, noise, seed in (("strong", 0.9, 1), ("weak", 1.4, 2)):
+    for name, noise, seed in (("strong", 1.2, 1), ("weak", 1.6, 2)):
         np.save(out_dir / f"{name}.npy", synthetic_features(ids, noise=noise, seed=seed))
         store = out_dir / f"{name}.h5"
         report = out_dir / f"{name}.json"

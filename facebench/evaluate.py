@@ -26,7 +26,7 @@ from facebench.metrics import (
     kfold_accuracy,
     tar_at_far,
 )
-from facebench.metrics.compat import COMPAT_KFOLD
+from facebench.metrics.compat import COMPAT_KFOLD, COMPAT_VAL_AT_FAR
 from facebench.metrics.counts import ThresholdCounts
 from facebench.report import Accuracy, FoldReport, TarAtFar, json_float
 from facebench.store import FeatureStore
@@ -78,8 +78,15 @@ def pair_scores(
         raise FacebenchError(
             f"Expected --flip-fusion in {sorted(FLIP_FUSIONS)}, but got {flip_fusion!r}"
         )
-    keys, inverse = np.unique(np.asarray(left + right, dtype=object), return_inverse=True)
-    rows = store.index_of([str(k) for k in keys])
+    # Items in order of first appearance, so that a missing-ids error names the first ones
+    # the protocol file needs.
+    position: dict[str, int] = {}
+    inverse = np.fromiter(
+        (position.setdefault(k, len(position)) for k in left + right),
+        dtype=np.int64,
+        count=2 * len(left),
+    )
+    rows = store.index_of(list(position))
     unit, norms = store.read_rows(rows)
     unit_flip = norms_flip = None
     if flip_fusion != "none":
@@ -123,32 +130,54 @@ def downsample_roc(counts: ThresholdCounts, n_points: int = ROC_POINTS) -> dict[
 
 def _accuracy(
     scores: npt.NDArray[np.float64], protocol: PairsProtocol, compat: str | None
-) -> Accuracy:
+) -> tuple[Accuracy, dict[str, Any] | None]:
+    """The report's accuracy, and the peer's own figures when ``compat`` is set."""
     if compat is None:
         k = kfold_accuracy(scores, protocol.is_same, protocol.folds)
-        return Accuracy(
-            mean=k.mean,
-            std=k.std,
-            stderr=k.stderr,
-            folds=[float(a) for a in k.accuracies],
-            thresholds=[json_float(t) for t in k.thresholds],
-            rule="facebench: midpoint candidates, median of ties, accept score >= t",
-            std_kind="std ddof=1; stderr = std / sqrt(k)",
+        return (
+            Accuracy(
+                mean=k.mean,
+                std=k.std,
+                stderr=k.stderr,
+                folds=[float(a) for a in k.accuracies],
+                thresholds=[json_float(t) for t in k.thresholds],
+                rule="facebench: midpoint candidates, median of ties, accept score >= t",
+                std_kind="std ddof=1; stderr = std / sqrt(k)",
+            ),
+            None,
         )
     if compat not in COMPAT_KFOLD:
         raise FacebenchError(f"Expected --compat in {sorted(COMPAT_KFOLD)}, but got {compat!r}")
     n_folds = int(np.unique(protocol.folds).size)
     result = COMPAT_KFOLD[compat](scores, protocol.is_same, n_folds=n_folds)
     std = float(np.std(result.fold_accuracies, ddof=1))
-    return Accuracy(
+    accuracy = Accuracy(
         mean=float(result.mean),
         std=std,
         stderr=std / math.sqrt(n_folds),
         folds=[float(a) for a in result.fold_accuracies],
         thresholds=[json_float(t) for t in result.fold_thresholds],
-        rule=f"{compat} compatibility ({result.std_kind} is what {compat} prints)",
-        std_kind="std ddof=1; stderr = std / sqrt(k) (the peer's own spread is in compat)",
+        rule=f"{compat} compatibility: {result.decision_rule}",
+        std_kind="std ddof=1; stderr = std / sqrt(k); the peer's own spread is in `compat`",
     )
+    peer: dict[str, Any] = {
+        "rule": compat,
+        "decision_rule": result.decision_rule,
+        "folds": f"{n_folds} contiguous blocks of pair order (the peer's KFold)",
+        "mean": float(result.mean),
+        "spread": float(result.spread),
+        "spread_kind": result.std_kind,
+    }
+    if compat in COMPAT_VAL_AT_FAR:
+        val = COMPAT_VAL_AT_FAR[compat](scores, protocol.is_same, n_folds=n_folds)
+        peer["val_at_far"] = {
+            "far_target": float(val.far_target),
+            "val_mean": float(val.val_mean),
+            "val_std": float(val.val_std),
+            "far_mean": float(val.far_mean),
+            "fold_thresholds": [json_float(t) for t in val.fold_thresholds],
+        }
+    return accuracy, peer
 
 
 def store_summary(store: FeatureStore) -> dict[str, Any]:
@@ -182,20 +211,10 @@ def evaluate_pairs(
         scores = pair_scores(store, protocol.left, protocol.right, options.flip_fusion)
         store_info = store_summary(store)
     counts = count_at_thresholds(scores, protocol.is_same)
-    accuracy = _accuracy(scores, protocol, options.compat)
+    accuracy, peer = _accuracy(scores, protocol, options.compat)
     eer = equal_error_rate(counts)
     points = tar_at_far(counts, options.far_targets, options.tar_rule)
-    extra: dict[str, Any] = {}
-    if options.compat is not None:
-        result = COMPAT_KFOLD[options.compat](
-            scores, protocol.is_same, n_folds=int(np.unique(protocol.folds).size)
-        )
-        extra["compat"] = {
-            "rule": options.compat,
-            "mean": float(result.mean),
-            "spread": float(getattr(result, "std", getattr(result, "stderr", math.nan))),
-            "spread_kind": result.std_kind,
-        }
+    extra: dict[str, Any] = {} if peer is None else {"compat": peer}
     conventions = {
         "score": "cosine similarity, float64 from float32 unit features",
         "decision": "accept when score >= threshold",

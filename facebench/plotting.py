@@ -225,7 +225,10 @@ def plot_roc(
         for i, (report, source) in enumerate(zip(reports, names_of_sources, strict=True))
     ]
     names = _distinct_names([e.name for e in entries], names_of_sources)
-    legend = [n if e.headline is None else f"{n}, {e.headline}" for n, e in zip(names, entries)]
+    legend = [
+        n if e.headline is None else f"{n}, {e.headline}"
+        for n, e in zip(names, entries, strict=True)
+    ]
 
     figure = Figure(figsize=(7.0, 5.6), layout="constrained")
     axes = figure.add_subplot()
@@ -291,7 +294,7 @@ def plot_roc_files(
     check_writable(output, overwrite)
     if labels is not None:
         _check_count("labels", labels, len(report_paths))
-    reports = [load_report(path) for path in report_paths]
+    reports = [load_report(Path(path)) for path in report_paths]
     figure = plot_roc(reports, sources=report_paths, labels=labels, det=det, title=title)
     return save_figure(figure, output, overwrite=overwrite)
 
@@ -341,10 +344,10 @@ def _read_curve(entry: Mapping[str, Any], source: str, where: str) -> RocCurve:
         n_impostor = _count(entry, "n_impostor", source, where)
     else:  # older split entries record only n_pairs and n_genuine
         n_impostor = _count(entry, "n_pairs", source, where) - n_genuine
-    if n_impostor < 1:
+    if n_impostor < 1 or n_genuine < 1:
         raise ReportError(
-            f"{source}: expected impostor pairs in `{where}`, but got n_impostor = {n_impostor};"
-            " a ROC needs impostor scores"
+            f"{source}: expected genuine and impostor pairs, but got `{where}n_genuine` ="
+            f" {n_genuine} and {n_impostor} impostor pairs; a ROC needs both"
         )
     rows = entry.get("tar_at_far")
     if not isinstance(rows, list):
@@ -427,10 +430,11 @@ def _distinct_names(names: Sequence[str], sources: Sequence[str]) -> list[str]:
     for tag in (lambda i: Path(sources[i]).stem, lambda i: sources[i]):
         repeated = {n for n in result if result.count(n) > 1}
         result = [f"{n} [{tag(i)}]" if n in repeated else n for i, n in enumerate(result)]
+    repeated = {n for n in result if result.count(n) > 1}  # one report given twice
     seen: dict[str, int] = {}
     for i, name in enumerate(result):
-        seen[name] = seen.get(name, 0) + 1
-        if result.count(name) > 1:
+        if name in repeated:
+            seen[name] = seen.get(name, 0) + 1
             result[i] = f"{name} #{seen[name]}"
     return result
 
@@ -523,7 +527,7 @@ def _draw_curve(
         *points,
         linestyle="none",
         marker="o",
-        markersize=4,
+        markersize=5,
         markerfacecolor="none",
         color=colour,
         label="_nolegend_",
