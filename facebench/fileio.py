@@ -56,9 +56,7 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
             tmp.unlink()
 
 
-def write_text_atomic(
-    path: str | os.PathLike[str], text: str, overwrite: bool = False
-) -> Path:
+def write_text_atomic(path: str | os.PathLike[str], text: str, overwrite: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")

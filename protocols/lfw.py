@@ -122,8 +122,7 @@ def parse_pairs(path: str | Path, name: str = "lfw") -> PairsProtocol:
             located(
                 path,
                 1,
-                f"expected a header `<sets>\\t<pairs per set>` or `<pairs>`, but got "
-                f"{lines[0]!r}",
+                f"expected a header `<sets>\\t<pairs per set>` or `<pairs>`, but got {lines[0]!r}",
             )
         )
     expected_lines = 1 + n_sets * 2 * per_set

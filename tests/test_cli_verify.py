@@ -92,7 +92,7 @@ def independent_tar(s: np.ndarray, y: np.ndarray, target: float) -> tuple[float,
     ok = fpr <= target
     tar = tpr[ok].max()
     n_imp = int((~y).sum())
-    return float(tar), int(round(fpr[ok][tpr[ok] == tar].min() * n_imp))
+    return float(tar), round(fpr[ok][tpr[ok] == tar].min() * n_imp)
 
 
 def check_report(report: dict, s: np.ndarray) -> None:

@@ -204,8 +204,11 @@ def test_tar_rule_nearest_is_insightface_literal():
             # insightface eval_ijbc.py: min_index = np.argmin(list(abs(fpr - far)))
             min_index = np.argmin(list(abs(fpr - target)))
             (p,) = tar_at_far(counts, [target], rule="nearest")
-            assert (p.tar, p.threshold, p.far_achieved) == (tpr[min_index], thr[min_index],
-                                                            fpr[min_index])
+            assert (p.tar, p.threshold, p.far_achieved) == (
+                tpr[min_index],
+                thr[min_index],
+                fpr[min_index],
+            )
 
 
 def test_tar_rule_interpolate_is_numpy_interp_on_sklearn_roc():

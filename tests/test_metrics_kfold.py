@@ -3,6 +3,7 @@ cases."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ def brute_threshold(s, y):
     training accuracy; median of the tied (lower middle when even)."""
     distinct = sorted(set(s.tolist()))
     candidates = [-math.inf]
-    candidates += [(a + b) / 2 for a, b in zip(distinct, distinct[1:], strict=False)]
+    candidates += [(a + b) / 2 for a, b in itertools.pairwise(distinct)]
     candidates.append(math.inf)
     accs = [np.mean((s >= t) == y) for t in candidates]
     best = max(accs)

@@ -75,7 +75,7 @@ def test_altered_shipped_file_is_refused(tmp_path, monkeypatch):
         (copy / "pairs.txt").read_bytes().replace(b"\t4\n", b"\t5\n", 1)
     )
     monkeypatch.setattr(lfw, "DATA_DIR", copy)
-    with pytest.raises(InputFormatError, match="MD5 .* differs from the official"):
+    with pytest.raises(InputFormatError, match=r"MD5 .* differs from the official"):
         lfw.load()
 
 

@@ -86,9 +86,7 @@ def check_scores(
         )
     if y.dtype != np.bool_:
         if not np.issubdtype(y.dtype, np.number) or not np.isin(y, (0, 1)).all():
-            raise MetricInputError(
-                "Expected `is_same` of booleans or 0/1, but got other values"
-            )
+            raise MetricInputError("Expected `is_same` of booleans or 0/1, but got other values")
         y = y.astype(bool)
     n_genuine = int(y.sum())
     if n_genuine == 0 or n_genuine == y.size:

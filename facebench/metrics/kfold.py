@@ -65,9 +65,7 @@ def best_threshold(
     n = sorted_scores.size
     # Candidate p accepts sorted_scores[p:]; p runs over the first index of each distinct
     # value (p = 0 is the -inf candidate) and n (the +inf candidate).
-    starts = np.concatenate(
-        ([0], np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1, [n])
-    )
+    starts = np.concatenate(([0], np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1, [n]))
     genuine_below = np.concatenate(([0], np.cumsum(sorted_same, dtype=np.int64)))[starts]
     n_genuine = genuine_below[-1]
     correct = (n_genuine - genuine_below) + (starts - genuine_below)
@@ -106,9 +104,7 @@ def kfold_accuracy(
         )
     fold_ids = np.unique(f)
     if fold_ids.size < 2:
-        raise MetricInputError(
-            f"Expected at least 2 folds, but got {fold_ids.size}"
-        )
+        raise MetricInputError(f"Expected at least 2 folds, but got {fold_ids.size}")
     order = np.argsort(s, kind="stable")
     s_sorted, y_sorted, f_sorted = s[order], y[order], f[order]
     accuracies, thresholds, n_correct, n_pairs = [], [], [], []

@@ -56,9 +56,7 @@ def _allowed_false_accepts(counts: ThresholdCounts, far_target: float) -> int:
     return math.floor(Fraction(repr(float(far_target))) * counts.n_impostor)
 
 
-def _point(
-    counts: ThresholdCounts, i: int, far_target: float, rule: str
-) -> OperatingPoint:
+def _point(counts: ThresholdCounts, i: int, far_target: float, rule: str) -> OperatingPoint:
     fp = int(counts.n_impostor_accepted[i])
     return OperatingPoint(
         far_target=float(far_target),
@@ -165,9 +163,7 @@ def tar_at_far(
 ) -> list[OperatingPoint]:
     """TAR at each FAR target under ``rule`` (a key of :data:`TAR_RULES`)."""
     if rule not in TAR_RULES:
-        raise MetricInputError(
-            f"Expected a TAR rule in {sorted(TAR_RULES)}, but got {rule!r}"
-        )
+        raise MetricInputError(f"Expected a TAR rule in {sorted(TAR_RULES)}, but got {rule!r}")
     points = []
     for target in far_targets:
         if not 0.0 < float(target) <= 1.0:

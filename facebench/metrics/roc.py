@@ -55,9 +55,7 @@ def roc_curve(counts: ThresholdCounts, drop_intermediate: bool = False) -> RocCu
         # scikit-learn keeps the first and last point and every point where the second
         # difference of either count is non-zero (the (0, 0) start is added afterwards).
         tp1, fp1 = tp[1:], fp[1:]
-        keep = np.concatenate(
-            ([True], (np.diff(fp1, 2) != 0) | (np.diff(tp1, 2) != 0), [True])
-        )
+        keep = np.concatenate(([True], (np.diff(fp1, 2) != 0) | (np.diff(tp1, 2) != 0), [True]))
         idx = np.concatenate(([0], np.flatnonzero(keep) + 1))
         tp, fp, thr = tp[idx], fp[idx], thr[idx]
     return RocCurve(
