@@ -7,6 +7,7 @@ file is only replaced when the caller says so (``--overwrite``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -63,3 +64,12 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, overwrite: bool =
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
     return Path(path)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file's bytes, streamed in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

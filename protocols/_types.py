@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from facebench.fileio import file_sha256
+
+__all__ = ["PairsProtocol", "file_sha256"]
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,3 @@ class PairsProtocol:
     def items(self) -> list[str]:
         """The distinct item keys the pairs need, sorted."""
         return sorted(set(self.left) | set(self.right))
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,0 +1,912 @@
+"""The feature store: one HDF5 file of L2-normalized features, the only module that touches h5py.
+
+Schema, version 1 (``SCHEMA_VERSION``); docs/store.md is the user-facing copy.
+
+Root datasets, all with N rows in the same order:
+
+``ids``
+    Variable-length UTF-8 strings, shape (N,), unique. A relative image path with ``/``
+    separators (``Aaron_Eckhart/Aaron_Eckhart_0001.jpg``) or an item key that a protocol
+    defines (``frame/28337_00300.png#8484``). An id is non-empty and holds no line break,
+    no backslash and no NUL character, and does not start with ``/``.
+``features``
+    float32, shape (N, D), D >= 1; every row has unit L2 norm (within ``UNIT_NORM_TOLERANCE``).
+``norms``
+    float32, shape (N,): the raw L2 norm of each feature before normalization (finite, >= 0).
+``features_flip``, ``norms_flip`` (optional, both or neither)
+    The same for the horizontally mirrored image.
+``meta/<key>`` (optional group)
+    Per-item values, shape (N, ...), numbers or variable-length UTF-8 strings (detector
+    scores, landmarks, ...).
+``_block_sha256``
+    Fixed-length 32-byte strings, shape (ceil(N / BLOCK_ROWS),): the digest of each block of
+    ``BLOCK_ROWS`` rows (see below).
+
+Every dataset above is chunked and growable along its first axis (``maxshape=(None, ...)``),
+chunks of about 1 MiB of rows (at least one row), uncompressed unless ``compression`` is
+``"lzf"`` or ``"gzip"``. Compression applies to numeric datasets only: HDF5 filters do not
+compress the heap where variable-length strings live.
+
+Root attributes: ``schema_version`` (int), ``model`` (str), ``model_sha256`` (64 hex digits or
+``""``), ``preprocessing`` (JSON text of an object), ``created`` (ISO 8601 UTC, e.g.
+``2024-05-01T12:00:00Z``), ``facebench_version`` (str) and ``content_sha256`` (hex).
+
+Content checksum. Rows are cut into blocks of ``BLOCK_ROWS`` rows (the last one may be
+shorter). A block's digest is the SHA-256 of, in order: each id's UTF-8 bytes followed by
+``b"\\n"``; the block's features as little-endian float32 C-order bytes; its norms (float32
+LE); then its ``features_flip`` and ``norms_flip`` when the store has them. ``content_sha256``
+is the hex SHA-256 of the concatenated block digests (``sha256(b"")`` for an empty store).
+Metadata is not covered. The checksum is computed when rows are written or appended (an
+append re-hashes only the last partial block and the new ones), never on read, so it does
+not depend on how rows were batched into write and append calls.
+
+Validation. Writing validates everything before the file is touched. Opening checks the
+structure (schema version, datasets, dtypes, shapes, unique and well-formed ids); the values
+(finite, unit rows, finite non-negative norms) are checked on every row that is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from facebench import __version__
+from facebench.errors import FacebenchError, InputFormatError, MissingItemsError, StoreError
+from facebench.fileio import atomic_path, check_writable
+
+SCHEMA_VERSION: int = 1
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
+BLOCK_ROWS: int = 65536
+UNIT_NORM_TOLERANCE: float = 1e-3
+CHUNK_BYTES: int = 1 << 20
+COMPRESSIONS: dict[str, str | None] = {"none": None, "lzf": "lzf", "gzip": "gzip"}
+
+_STR = h5py.string_dtype("utf-8")
+_DIGEST = np.dtype("S32")
+_ATTRIBUTES = (
+    "model",
+    "model_sha256",
+    "preprocessing",
+    "created",
+    "facebench_version",
+    "content_sha256",
+)
+_LAYOUT: dict[str, tuple[str, int]] = {  # dataset: (type, rank)
+    "ids": ("str", 1),
+    "features": ("float32", 2),
+    "norms": ("float32", 1),
+    "features_flip": ("float32", 2),
+    "norms_flip": ("float32", 1),
+    "_block_sha256": ("32-byte digest", 1),
+}
+_OPTIONAL = ("features_flip", "norms_flip")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_RUN_SPAN_CHUNKS = 8  # a contiguous read spans at most this many chunks (bounded memory)
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What a store holds, without its rows.
+
+    Attributes
+    ----------
+    path : str
+        The store's file path.
+    n_items, dim : int
+        N (rows) and D (feature dimension).
+    has_flip : bool
+        Whether ``features_flip`` and ``norms_flip`` are present.
+    content_sha256 : str
+        The content checksum recorded in the store (hex; see the module docstring).
+    attributes : dict
+        ``model``, ``model_sha256``, ``preprocessing`` (parsed dict), ``created``,
+        ``facebench_version``, ``schema_version`` and ``content_sha256``.
+    metadata_keys : tuple of str
+        The names under ``meta/``, sorted.
+    """
+
+    path: str
+    n_items: int
+    dim: int
+    has_flip: bool
+    content_sha256: str
+    attributes: dict[str, Any] = field(repr=False)
+    metadata_keys: tuple[str, ...]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def id_problem(item: object) -> str | None:
+    """Return why ``item`` is not a valid id (a phrase for an error message), or None."""
+    if not isinstance(item, str):
+        return f"Expected an id of type str, but got {type(item).__name__} {item!r}"
+    if not item:
+        return "Expected a non-empty id, but got an empty one"
+    if "\n" in item or "\r" in item:
+        return f"Expected an id without line breaks, but got {item!r}"
+    if "\\" in item:
+        return f"Expected '/' separators, but got a backslash in {item!r}; use '/' separators"
+    if item.startswith("/"):
+        return f"Expected a relative id, but got {item!r}; remove the leading '/'"
+    if "\x00" in item:
+        return f"Expected an id without NUL characters, but got {item!r}"
+    return None
+
+
+def _ids_are_clean(ids: Sequence[str]) -> bool:
+    """A fast, conservative check of the id rules on all ids at once (False: look closer)."""
+    try:
+        text = "\n".join(ids)
+    except TypeError:
+        return False
+    return (
+        text.count("\n") == len(ids) - 1  # no line break inside an id
+        and not any(bad in text for bad in ("\\", "\r", "\x00", "\n\n", "\n/"))
+        and text[:1] not in ("", "\n", "/")
+        and not text.endswith("\n")
+    )
+
+
+def _index_ids(ids: Sequence[str], where: str) -> dict[str, int]:
+    """Check the id rules and uniqueness; return {id: row}. Errors name ``where`` and rows."""
+    if _ids_are_clean(ids):
+        fast = dict(zip(ids, range(len(ids)), strict=True))
+        if len(fast) == len(ids):
+            return fast
+    index: dict[str, int] = {}
+    for row, item in enumerate(ids):
+        problem = id_problem(item)
+        if problem is not None:
+            raise StoreError(f"{where}, row {row}: {problem}")
+        first = index.setdefault(item, row)
+        if first != row:
+            raise StoreError(
+                f"{where}: Expected unique ids, but {item!r} appears at rows {first} and {row};"
+                " remove the duplicate"
+            )
+    return index
+
+
+def _first_bad_row(features: np.ndarray, norms: np.ndarray) -> tuple[int, str] | None:
+    """Return (row, problem) of the first row that is not finite and unit-norm, or None."""
+    squared = np.einsum("ij,ij->i", features, features, dtype=np.float64)
+    ok = np.abs(np.sqrt(squared) - 1.0) <= UNIT_NORM_TOLERANCE
+    ok &= np.isfinite(norms) & (norms >= 0)
+    if ok.all():
+        return None
+    row = int(np.flatnonzero(~ok)[0])
+    if not np.isfinite(features[row]).all():
+        return row, "Expected finite feature values, but got NaN or inf"
+    if not (np.isfinite(norms[row]) and norms[row] >= 0):
+        return row, f"Expected a finite raw norm >= 0, but got {norms[row]}"
+    return row, (
+        f"Expected a unit-norm feature (within {UNIT_NORM_TOLERANCE}), but got norm"
+        f" {math.sqrt(squared[row]):.6g}"
+    )
+
+
+def _as_float32(array: object, name: str, ndim: int, n_rows: int, dim: int | None) -> np.ndarray:
+    """``array`` as float32 of rank ``ndim`` with ``n_rows`` rows (and ``dim`` columns)."""
+    values = np.asarray(array)
+    if values.dtype.kind not in "biuf":
+        raise StoreError(f"Expected {name} of a real dtype, but got dtype {values.dtype}")
+    expected = (n_rows,) if ndim == 1 else (n_rows, dim if dim is not None else "D")
+    if (
+        values.ndim != ndim
+        or values.shape[0] != n_rows
+        or (ndim == 2 and dim is not None and values.shape[1] != dim)
+    ):
+        raise StoreError(
+            f"Expected {name} of shape {expected} (one row per id), but got shape {values.shape}"
+        )
+    if ndim == 2 and values.shape[1] < 1:
+        raise StoreError(f"Expected {name} with at least one column, but got {values.shape}")
+    return np.ascontiguousarray(values, dtype="<f4")
+
+
+def _check_rows(ids: Sequence[str], rows: dict[str, np.ndarray]) -> None:
+    """Raise StoreError on the first row to write that is not finite, unit-norm data."""
+    for kind in ("", "_flip"):
+        if "features" + kind not in rows:
+            continue
+        bad = _first_bad_row(rows["features" + kind], rows["norms" + kind])
+        if bad is not None:
+            row, problem = bad
+            raise StoreError(
+                f"features{kind}, row {row} (id {ids[row]!r}): {problem}; fix that row"
+                " (facebench.store.normalize_rows makes unit rows and raw norms)"
+            )
+
+
+def _prepare_rows(
+    ids: Sequence[str],
+    features: np.ndarray,
+    norms: np.ndarray,
+    features_flip: np.ndarray | None,
+    norms_flip: np.ndarray | None,
+    dim: int | None = None,
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Validate the rows to write; return the ids and {dataset name: float32 array}."""
+    if isinstance(ids, (str, bytes)):
+        raise StoreError(f"Expected ids as a sequence of str, but got {type(ids).__name__}")
+    id_list = list(ids)
+    n_rows = len(id_list)
+    _index_ids(id_list, "ids")
+    if (features_flip is None) != (norms_flip is None):
+        raise StoreError(
+            "Expected features_flip and norms_flip together, but got only "
+            + ("features_flip" if norms_flip is None else "norms_flip")
+            + "; pass both or neither"
+        )
+    rows = {"features": _as_float32(features, "features", 2, n_rows, dim)}
+    dim = rows["features"].shape[1]
+    rows["norms"] = _as_float32(norms, "norms", 1, n_rows, None)
+    if features_flip is not None and norms_flip is not None:
+        rows["features_flip"] = _as_float32(features_flip, "features_flip", 2, n_rows, dim)
+        rows["norms_flip"] = _as_float32(norms_flip, "norms_flip", 1, n_rows, None)
+    _check_rows(id_list, rows)
+    return id_list, rows
+
+
+def _prepare_metadata(metadata: Mapping[str, Any] | None, n_rows: int) -> dict[str, np.ndarray]:
+    prepared: dict[str, np.ndarray] = {}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not key or "/" in key or key == ".":
+            raise StoreError(f"Expected a metadata key without '/', but got {key!r}")
+        array = np.asarray(value)
+        if array.dtype.kind == "O" and all(isinstance(v, str) for v in array.flat):
+            array = array.astype(str)
+        if array.dtype.kind not in "biufU":
+            raise StoreError(
+                f"Expected metadata {key!r} of numbers or str, but got dtype {array.dtype}"
+            )
+        if array.ndim < 1 or array.shape[0] != n_rows or 0 in array.shape[1:]:
+            raise StoreError(
+                f"Expected metadata {key!r} with {n_rows} rows (one per id), but got shape"
+                f" {array.shape}"
+            )
+        if array.dtype.kind == "U" and any("\x00" in v for v in array.flat):
+            raise StoreError(f"Expected metadata {key!r} without NUL characters")
+        prepared[key] = array
+    return prepared
+
+
+# ----------------------------------------------------------------------------- checksum
+
+
+def block_digests(ids: Sequence[str], rows: Mapping[str, np.ndarray]) -> list[bytes]:
+    """SHA-256 digest of each block of ``BLOCK_ROWS`` rows, counted from the first row given.
+
+    ``rows`` holds ``features`` and ``norms`` (and ``features_flip``, ``norms_flip``).
+    """
+    order = [name for name in ("features", "norms", "features_flip", "norms_flip") if name in rows]
+    digests = []
+    for start in range(0, len(ids), BLOCK_ROWS):
+        stop = start + BLOCK_ROWS
+        digest = hashlib.sha256("".join(f"{i}\n" for i in ids[start:stop]).encode("utf-8"))
+        for name in order:
+            digest.update(np.ascontiguousarray(rows[name][start:stop], dtype="<f4").data)
+        digests.append(digest.digest())
+    return digests
+
+
+def _content_sha256(digests: Sequence[bytes]) -> str:
+    return hashlib.sha256(b"".join(digests)).hexdigest()
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def _h5_errors(path: object, action: str) -> Iterator[None]:
+    """Turn h5py's exceptions into :class:`StoreError` naming ``path``."""
+    try:
+        yield
+    except FacebenchError:
+        raise
+    except (OSError, KeyError, RuntimeError, UnicodeDecodeError) as err:
+        raise StoreError(f"{path}: cannot {action} the store ({err})") from err
+
+
+def _growable(
+    group: h5py.Group, name: str, data: np.ndarray, compression: str | None
+) -> h5py.Dataset:
+    is_str = data.dtype.kind in "UO"
+    row_bytes = (16 if is_str else data.dtype.itemsize) * math.prod(data.shape[1:])
+    chunk_rows = max(1, CHUNK_BYTES // max(1, row_bytes))
+    return group.create_dataset(
+        name,
+        data=data.astype(object) if is_str else data,
+        dtype=_STR if is_str else data.dtype,
+        maxshape=(None, *data.shape[1:]),
+        chunks=(chunk_rows, *data.shape[1:]),
+        compression=None if is_str else compression,
+    )
+
+
+def _digest_array(digests: Sequence[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(digests), dtype=_DIGEST)
+
+
+def create_store(
+    path: str | Path,
+    ids: Sequence[str],
+    features: np.ndarray,
+    norms: np.ndarray,
+    *,
+    features_flip: np.ndarray | None = None,
+    norms_flip: np.ndarray | None = None,
+    metadata: Mapping[str, np.ndarray] | None = None,
+    model: str,
+    model_sha256: str = "",
+    preprocessing: Mapping[str, Any] | None = None,
+    compression: str | None = None,
+    overwrite: bool = False,
+) -> StoreInfo:
+    """Write a new store atomically (temporary file beside ``path``, renamed into place).
+
+    Parameters
+    ----------
+    ids : sequence of str, length N
+        Unique item ids (see the module docstring for the rules).
+    features : array (N, D)
+        Unit-norm rows, any real dtype castable to float32 (use :func:`normalize_rows`).
+    norms : array (N,)
+        Raw L2 norms before normalization.
+    features_flip, norms_flip : arrays (N, D) and (N,), optional
+        The mirrored images' features and raw norms; both or neither.
+    metadata : mapping of str to array (N, ...), optional
+        Per-item numbers or strings, stored under ``meta/``.
+    model, model_sha256, preprocessing
+        Provenance attributes: a model name, the hex SHA-256 of its weights (or ``""``), and a
+        JSON-serializable description of the preprocessing.
+    compression : {None, "lzf", "gzip"}
+        Filter for the numeric datasets.
+    overwrite : bool
+        Replace an existing file at ``path``.
+
+    Returns
+    -------
+    StoreInfo
+        The written store's description.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is false (checked first).
+    StoreError
+        Any input breaks the schema; nothing is written.
+    """
+    target = check_writable(path, overwrite)
+    id_list, rows = _prepare_rows(ids, features, norms, features_flip, norms_flip)
+    meta = _prepare_metadata(metadata, len(id_list))
+    if compression not in COMPRESSIONS.values():
+        raise StoreError(f"Expected compression None, 'lzf' or 'gzip', but got {compression!r}")
+    if not isinstance(model, str):
+        raise StoreError(f"Expected model of type str, but got {type(model).__name__}")
+    if model_sha256 and not _HEX64.fullmatch(model_sha256):
+        raise StoreError(f"Expected model_sha256 of 64 hex digits or '', but got {model_sha256!r}")
+    try:
+        preprocessing_json = json.dumps(dict(preprocessing or {}), sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise StoreError(f"Expected JSON-serializable preprocessing, but got {err}") from None
+    digests = block_digests(id_list, rows)
+    with atomic_path(target, overwrite) as tmp, _h5_errors(target, "write"):
+        with h5py.File(tmp, "w") as handle:
+            _growable(handle, "ids", np.array(id_list, dtype=object), None)
+            for name, values in rows.items():
+                _growable(handle, name, values, compression)
+            _growable(handle, "_block_sha256", _digest_array(digests), None)
+            if meta:
+                group = handle.create_group("meta")
+                for key, values in meta.items():
+                    _growable(group, key, values, compression)
+            handle.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+            handle.attrs["model"] = model
+            handle.attrs["model_sha256"] = model_sha256.lower()
+            handle.attrs["preprocessing"] = preprocessing_json
+            handle.attrs["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            handle.attrs["facebench_version"] = __version__
+            handle.attrs["content_sha256"] = _content_sha256(digests)
+            info = _read_info(handle, str(target))
+    return info
+
+
+def append_to_store(
+    path: str | Path,
+    ids: Sequence[str],
+    features: np.ndarray,
+    norms: np.ndarray,
+    *,
+    features_flip: np.ndarray | None = None,
+    norms_flip: np.ndarray | None = None,
+    metadata: Mapping[str, np.ndarray] | None = None,
+) -> StoreInfo:
+    """Append rows to an existing store in place and update its content checksum.
+
+    The new rows follow the rules of :func:`create_store` and must match the store: same D,
+    flips present exactly when the store has them, the same metadata keys and kinds, and ids
+    not already in the store. Everything is checked before the file is modified; should a
+    write fail midway, the datasets are shrunk back to their previous length.
+
+    Raises
+    ------
+    StoreError
+        The store is invalid or the rows do not fit it.
+    """
+    with FeatureStore.open(path) as store:
+        info = store.info
+        known = store._index
+        meta_kinds = {key: store._meta_dataset(key).dtype for key in info.metadata_keys}
+    if (features_flip is not None) != info.has_flip:
+        raise StoreError(
+            f"{path}: Expected {'mirrored' if info.has_flip else 'no mirrored'} features to"
+            f" append, but got {'none' if features_flip is None else 'some'}; the store"
+            f" {'has' if info.has_flip else 'has no'} features_flip"
+        )
+    id_list, rows = _prepare_rows(ids, features, norms, features_flip, norms_flip, info.dim)
+    clashes = [item for item in id_list if item in known]
+    if clashes:
+        raise StoreError(
+            f"{path}: Expected new ids, but {len(clashes)} are already in the store (first:"
+            f" {', '.join(map(repr, clashes[:5]))}); drop them or write a new store"
+        )
+    meta = _prepare_metadata(metadata, len(id_list))
+    if set(meta) != set(info.metadata_keys):
+        raise StoreError(
+            f"{path}: Expected metadata keys {sorted(info.metadata_keys)}, but got {sorted(meta)}"
+        )
+    for key, values in meta.items():
+        stored = meta_kinds[key]
+        is_str = h5py.check_string_dtype(stored) is not None
+        fits = (
+            values.dtype.kind == "U"
+            if is_str
+            else (values.dtype.kind != "U" and np.can_cast(values.dtype, stored, "same_kind"))
+        )
+        if not fits:
+            raise StoreError(
+                f"{path}: Expected metadata {key!r} values that fit dtype"
+                f" {'str' if is_str else stored}, but got {values.dtype}"
+            )
+    with _h5_errors(path, "append to"), h5py.File(path, "r+") as handle:
+        n_old, start = info.n_items, info.n_items // BLOCK_ROWS * BLOCK_ROWS
+        # Only the last, partial block and the new rows need hashing.
+        tail_ids = [*handle["ids"].asstr()[start:].tolist(), *id_list]
+        tail = {name: np.concatenate([handle[name][start:], new]) for name, new in rows.items()}
+        old_digests = np.asarray(handle["_block_sha256"][...])
+        digests = np.concatenate(
+            [old_digests[: start // BLOCK_ROWS], _digest_array(block_digests(tail_ids, tail))]
+        )
+        columns = [(handle["ids"], np.array(id_list, dtype=object))]
+        columns += [(handle[name], new) for name, new in rows.items()]
+        columns += [
+            (handle["meta"][key], new.astype(object) if new.dtype.kind == "U" else new)
+            for key, new in meta.items()
+        ]
+        columns.append((handle["_block_sha256"], digests[len(old_digests) :]))
+        try:
+            for dataset, new in columns:
+                old_rows = dataset.shape[0]
+                dataset.resize(old_rows + len(new), axis=0)
+                dataset[old_rows:] = new
+            handle["_block_sha256"][: len(old_digests)] = digests[: len(old_digests)]
+            handle.attrs["content_sha256"] = hashlib.sha256(digests.tobytes()).hexdigest()
+        except BaseException:  # leave the store as it was
+            for dataset, _ in columns[:-1]:
+                dataset.resize(n_old, axis=0)
+            handle["_block_sha256"].resize(len(old_digests), axis=0)
+            handle["_block_sha256"][...] = old_digests
+            handle.attrs["content_sha256"] = info.content_sha256
+            raise
+        return _read_info(handle, str(path))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _attr_str(handle: h5py.File, name: str, path: str) -> str:
+    if name not in handle.attrs:
+        raise StoreError(
+            f"{path}: Expected a root attribute {name!r}, but it is missing; re-create the"
+            " store with facebench"
+        )
+    value = handle.attrs[name]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as a Python value, for messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _kind(node: h5py.Dataset) -> str:
+    if node.dtype == _DIGEST:
+        return "32-byte digest"
+    string = h5py.check_string_dtype(node.dtype)
+    if string is not None:
+        return "str" if string.length is None else f"fixed-length {string.length}-byte str"
+    return "float32" if node.dtype.kind == "f" and node.dtype.itemsize == 4 else str(node.dtype)
+
+
+def _read_info(handle: h5py.File, path: str) -> StoreInfo:
+    """Check the structure (not the values) of an open store and describe it."""
+    version = handle.attrs.get("schema_version")
+    if version is None:
+        raise StoreError(
+            f"{path}: Expected a facebench feature store, but the file has no schema_version"
+            " attribute; create stores with `facebench import` or `facebench extract`"
+        )
+    if not isinstance(version, (int, np.integer)) or int(version) not in READABLE_SCHEMA_VERSIONS:
+        raise StoreError(
+            f"{path}: Expected store schema_version in {list(READABLE_SCHEMA_VERSIONS)} (the"
+            f" versions facebench {__version__} reads), but got {_plain(version)!r}; upgrade"
+            " facebench"
+        )
+    attributes: dict[str, Any] = {name: _attr_str(handle, name, path) for name in _ATTRIBUTES}
+    try:
+        attributes["preprocessing"] = json.loads(attributes["preprocessing"])
+    except json.JSONDecodeError:
+        attributes["preprocessing"] = None
+    if not isinstance(attributes["preprocessing"], dict):
+        raise StoreError(f"{path}: Expected the preprocessing attribute to be a JSON object")
+    attributes["schema_version"] = int(version)
+    nodes: dict[str, h5py.Dataset] = {}
+    for name, (kind, rank) in _LAYOUT.items():
+        node = handle.get(name)
+        if node is None and name in _OPTIONAL:
+            continue
+        if not isinstance(node, h5py.Dataset) or node.ndim != rank or _kind(node) != kind:
+            got = f"{_kind(node)} of shape {node.shape}" if isinstance(node, h5py.Dataset) else node
+            raise StoreError(
+                f"{path}: Expected a dataset {name!r} of {kind} and rank {rank}, but got {got};"
+                " the store is damaged or not a facebench store, re-create it"
+            )
+        nodes[name] = node
+    if ("features_flip" in nodes) != ("norms_flip" in nodes):
+        raise StoreError(f"{path}: Expected features_flip and norms_flip both or neither")
+    n_items, dim = nodes["features"].shape
+    expected: dict[str, tuple[int, ...]] = {name: (n_items,) for name in _LAYOUT}
+    expected.update(features=(n_items, dim), features_flip=(n_items, dim))
+    expected["_block_sha256"] = (-(-n_items // BLOCK_ROWS),)
+    shapes = {name: node.shape for name, node in nodes.items()}
+    meta = handle.get("meta")
+    keys = tuple(sorted(meta)) if isinstance(meta, h5py.Group) else ()
+    for key in keys:
+        node = meta[key]
+        shapes[f"meta/{key}"] = node.shape[:1] if isinstance(node, h5py.Dataset) else ()
+        expected[f"meta/{key}"] = (n_items,)
+    for name, shape in shapes.items():
+        if shape != expected[name]:
+            raise StoreError(
+                f"{path}: Expected {name} of shape {expected[name]} (features are {n_items} x"
+                f" {dim}), but got {shape}; the store is damaged, re-create it"
+            )
+    return StoreInfo(
+        path=path,
+        n_items=n_items,
+        dim=dim,
+        has_flip="features_flip" in nodes,
+        content_sha256=attributes["content_sha256"],
+        attributes=attributes,
+        metadata_keys=keys,
+    )
+
+
+def normalize_rows(raw: np.ndarray, *, source: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalize each row; return the unit rows and the raw norms.
+
+    Parameters
+    ----------
+    raw : array (N, D), any real dtype
+        Raw features; computed in float64.
+    source : str
+        Where ``raw`` came from (a file name), for error messages.
+
+    Returns
+    -------
+    features : float32 array (N, D)
+        ``raw[i] / ||raw[i]||_2``.
+    norms : float32 array (N,)
+        ``||raw[i]||_2``.
+
+    Raises
+    ------
+    StoreError
+        ``raw`` is not a real 2-D array, or a row has a NaN/inf value or a zero norm (the
+        error names ``source`` and the row index).
+    """
+    values = np.asarray(raw)
+    if values.dtype.kind not in "biuf" or values.ndim != 2 or values.shape[1] < 1:
+        raise StoreError(
+            f"{source}: Expected raw features of a real dtype and shape (N, D), but got dtype"
+            f" {values.dtype} and shape {values.shape}"
+        )
+    as64 = values.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->i", as64, as64))
+        bad = ~np.isfinite(norms) | (norms == 0) | ~np.isfinite(norms.astype(np.float32))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        got = "NaN or inf values" if not np.isfinite(as64[row]).all() else f"norm {norms[row]:.6g}"
+        raise StoreError(
+            f"{source}, row {row}: Expected a finite feature with a nonzero, float32-finite"
+            f" norm, but got {got}; fix or drop that item"
+        )
+    return (as64 / norms[:, None]).astype(np.float32), norms.astype(np.float32)
+
+
+class FeatureStore:
+    """An open feature store (read side); see the module docstring for the schema.
+
+    ``FeatureStore.open(path)`` checks the structure cheaply: a known ``schema_version``, the
+    required datasets with their dtypes and ranks, shapes that agree, unique well-formed ids.
+    The values (finite, unit rows within ``UNIT_NORM_TOLERANCE``, finite non-negative norms)
+    are checked on every row that :meth:`read_all`, :meth:`read_rows` or :meth:`read_ids`
+    returns; an error names the store, the row and the id. Use as a context manager, or call
+    :meth:`close`.
+
+    Attributes
+    ----------
+    info : StoreInfo
+        What the store holds.
+    ids : list of str
+        All ids, in row order.
+    """
+
+    def __init__(self, handle: h5py.File, info: StoreInfo, ids: list[str]) -> None:
+        self._handle = handle
+        self.info = info
+        self.ids = ids
+        self._index = _index_ids(ids, f"{info.path}: ids")
+
+    @classmethod
+    def open(cls, path: str | Path) -> FeatureStore:
+        """Open the store at ``path`` for reading.
+
+        Raises
+        ------
+        StoreError
+            No such file, not an HDF5 file, an unknown schema version, or a broken structure.
+        """
+        target = Path(path)
+        if not target.is_file():
+            what = "a directory" if target.is_dir() else "no such store"
+            raise StoreError(
+                f"{target}: Expected a feature store file, but got {what}; check the path or"
+                " create the store with `facebench import` or `facebench extract`"
+            )
+        with _h5_errors(target, "open"):
+            if not h5py.is_hdf5(target):
+                raise StoreError(
+                    f"{target}: Expected an HDF5 feature store, but the file is not HDF5;"
+                    " create the store with `facebench import` or `facebench extract`"
+                )
+            handle = h5py.File(target, "r")
+        try:
+            with _h5_errors(target, "read"):
+                info = _read_info(handle, str(target))
+                ids = [item.decode("utf-8") for item in handle["ids"][...]]
+            return cls(handle, info, ids)
+        except BaseException:
+            handle.close()
+            raise
+
+    def close(self) -> None:
+        """Close the file; the store cannot be read afterwards."""
+        self._handle.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({self.info.path!r}, n_items={self.info.n_items}, dim={self.info.dim})"
+
+    def index_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Row positions (int64, in request order) of ``ids``.
+
+        Raises
+        ------
+        MissingItemsError
+            Some ids are not in the store; the message gives their count and the first five.
+        """
+        index = self._index
+        missing = [item for item in ids if item not in index]
+        if missing:
+            first = ", ".join(repr(item) for item in missing[:5])
+            raise MissingItemsError(
+                f"{self.info.path}: Expected every requested id in the store, but {len(missing)}"
+                f" of {len(ids)} are missing (first: {first}); extract them, or check that the"
+                " store was built for this protocol"
+            )
+        return np.fromiter((index[item] for item in ids), dtype=np.int64, count=len(ids))
+
+    def read_all(self, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """All rows: features float32 (N, D) and raw norms float32 (N,); ``flip`` for mirrors."""
+        names = self._names(flip)
+        with _h5_errors(self.info.path, "read"):
+            features = self._handle[names[0]][...].astype(np.float32, copy=False)
+            norms = self._handle[names[1]][...].astype(np.float32, copy=False)
+        self._check(np.arange(self.info.n_items), features, norms, names[0])
+        return features, norms
+
+    def read_rows(self, rows: np.ndarray, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Features (len(rows), D) and norms (len(rows),) of ``rows``, in the order given.
+
+        Rows may repeat and come in any order. Only the rows asked for are read: the distinct
+        rows are sorted and read in contiguous runs (joined across gaps of less than a chunk,
+        each at most a few chunks long), then put in the requested order.
+        """
+        positions = np.asarray(rows)
+        n_items = self.info.n_items
+        if positions.ndim != 1 or (positions.size and positions.dtype.kind not in "iu"):
+            raise StoreError(
+                f"Expected a 1-D array of row numbers, but got {positions.dtype}"
+                f" of shape {positions.shape}"
+            )
+        if positions.size and (int(positions.min()) < 0 or int(positions.max()) >= n_items):
+            raise StoreError(
+                f"{self.info.path}: Expected row numbers in [0, {n_items}), but got"
+                f" {positions.min()}..{positions.max()}"
+            )
+        unique, inverse = np.unique(positions.astype(np.int64), return_inverse=True)
+        names = self._names(flip)
+        features = np.empty((unique.size, self.info.dim), dtype=np.float32)
+        norms = np.empty(unique.size, dtype=np.float32)
+        dataset = self._handle[names[0]]
+        chunk_rows = dataset.chunks[0] if dataset.chunks else BLOCK_ROWS
+        with _h5_errors(self.info.path, "read"):
+            for start, stop in _runs(unique, chunk_rows):
+                first, last = int(unique[start]), int(unique[stop - 1]) + 1
+                picked = unique[start:stop] - first
+                features[start:stop] = dataset[first:last][picked]
+                norms[start:stop] = self._handle[names[1]][first:last][picked]
+        self._check(unique, features, norms, names[0])
+        return features[inverse.ravel()], norms[inverse.ravel()]
+
+    def read_ids(self, ids: Sequence[str], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Features and norms of ``ids``, in the order given (see :meth:`index_of`)."""
+        return self.read_rows(self.index_of(ids), flip=flip)
+
+    def read_metadata(self, key: str) -> np.ndarray:
+        """The values of ``meta/<key>`` (strings as a ``str`` array)."""
+        dataset = self._meta_dataset(key)
+        with _h5_errors(self.info.path, "read"):
+            if h5py.check_string_dtype(dataset.dtype) is not None:
+                return np.asarray(dataset.asstr()[...].tolist(), dtype=str)
+            return np.asarray(dataset[...])
+
+    def _meta_dataset(self, key: str) -> h5py.Dataset:
+        if key not in self.info.metadata_keys:
+            raise StoreError(
+                f"{self.info.path}: Expected a metadata key in {list(self.info.metadata_keys)},"
+                f" but got {key!r}"
+            )
+        return self._handle["meta"][key]
+
+    def _names(self, flip: bool) -> tuple[str, str]:
+        if not self._handle:
+            raise StoreError(f"{self.info.path}: the store is closed; open it again")
+        if flip and not self.info.has_flip:
+            raise StoreError(
+                f"{self.info.path}: Expected mirrored features (features_flip), but the store has"
+                " none; extract with --flip, or evaluate without flips"
+            )
+        return ("features_flip", "norms_flip") if flip else ("features", "norms")
+
+    def _check(self, rows: np.ndarray, features: np.ndarray, norms: np.ndarray, name: str) -> None:
+        bad = _first_bad_row(features, norms)
+        if bad is not None:
+            at, problem = bad
+            row = int(rows[at])
+            raise StoreError(
+                f"{self.info.path}: {name} row {row} (id {self.ids[row]!r}): {problem}; the"
+                " store is damaged or was not written by facebench, re-create it"
+            )
+
+
+def _runs(unique: np.ndarray, chunk_rows: int) -> Iterator[tuple[int, int]]:
+    """Split sorted distinct rows into [start, stop) index runs that are cheap to read at once.
+
+    Neighbours closer than a chunk join a run (the chunk is read anyway); a run spans at most
+    ``_RUN_SPAN_CHUNKS`` chunks of rows so that memory stays bounded.
+    """
+    if unique.size == 0:
+        return
+    max_span = chunk_rows * _RUN_SPAN_CHUNKS
+    start = 0
+    for index in np.flatnonzero(np.diff(unique) > chunk_rows) + 1:
+        yield from _split_span(unique, start, int(index), max_span)
+        start = int(index)
+    yield from _split_span(unique, start, unique.size, max_span)
+
+
+def _split_span(
+    unique: np.ndarray, start: int, stop: int, max_span: int
+) -> Iterator[tuple[int, int]]:
+    while start < stop:
+        limit = int(unique[start]) + max_span
+        end = start + int(np.searchsorted(unique[start:stop], limit, side="left"))
+        yield start, end
+        start = end
+
+
+# ----------------------------------------------------------------------------- importing
+
+
+def read_array(path: str | Path, key: str | None = None) -> np.ndarray:
+    """Read one array from a .npy, .npz or .h5/.hdf5 file.
+
+    Parameters
+    ----------
+    path : path
+        The file; its suffix picks the format.
+    key : str, optional
+        The array's name in a .npz (optional when it holds exactly one array) or the dataset
+        path in an HDF5 file (required). Not allowed for .npy.
+
+    Raises
+    ------
+    InputFormatError
+        Unknown suffix, unreadable file, a missing or ambiguous key (the message lists the
+        available ones).
+    """
+    source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix not in (".npy", ".npz", ".h5", ".hdf5"):
+        raise InputFormatError(
+            f"{source}: Expected a .npy, .npz, .h5 or .hdf5 file, but got suffix {suffix!r}"
+        )
+    if suffix == ".npy" and key is not None:
+        raise InputFormatError(f"{source}: Expected no --key for a .npy file, but got {key!r}")
+    try:
+        if suffix in (".h5", ".hdf5"):
+            return _read_hdf5_array(source, key)
+        if suffix == ".npy":
+            return np.load(source, allow_pickle=False)
+        with np.load(source, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if key is None and len(names) == 1:
+                key = names[0]
+            if key is None or key not in names:
+                wanted = "an array name with --key" if key is None else f"array {key!r}"
+                raise InputFormatError(
+                    f"{source}: Expected {wanted}, but the file holds {names}; pass --key NAME"
+                )
+            return archive[key]
+    except FacebenchError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise InputFormatError(f"{source}: cannot read the array ({err})") from err
+
+
+def _read_hdf5_array(source: Path, key: str | None) -> np.ndarray:
+    if not h5py.is_hdf5(source):
+        raise InputFormatError(f"{source}: Expected an HDF5 file, but the file is not HDF5")
+    with h5py.File(source, "r") as handle:
+        names: list[str] = []
+        handle.visititems(
+            lambda name, node: names.append(name) if isinstance(node, h5py.Dataset) else None
+        )
+        node = handle.get(key) if key is not None else None
+        if not isinstance(node, h5py.Dataset):
+            wanted = "a dataset path with --key" if key is None else f"a dataset {key!r}"
+            raise InputFormatError(
+                f"{source}: Expected {wanted}, but the file holds datasets {names}; pass --key PATH"
+            )
+        return np.asarray(node[...])
