@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -158,8 +159,9 @@ class _Blocks:
 
     @classmethod
     def of(cls, values: FloatArray, is_same: BoolArray, bounds: IntArray) -> _Blocks:
-        genuine, impostor = [], []
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        genuine: list[FloatArray] = []
+        impostor: list[FloatArray] = []
+        for start, stop in pairwise(bounds.tolist()):
             v, y = values[start:stop], is_same[start:stop]
             genuine.append(np.sort(v[y]))
             impostor.append(np.sort(v[~y]))
@@ -205,8 +207,9 @@ def _facenet_distance(
 # ------------------------------------------------------------------ grid k-fold accuracy
 
 
-def _grid_kfold(rule: str, decision_rule: str, dist: FloatArray, is_same: BoolArray,
-                bounds: IntArray) -> CompatKFoldResult:
+def _grid_kfold(
+    rule: str, decision_rule: str, dist: FloatArray, is_same: BoolArray, bounds: IntArray
+) -> CompatKFoldResult:
     grid = np.arange(0, 4, 0.01)
     blocks = _Blocks.of(dist, is_same, bounds)
     n_gen, n_imp = blocks.n_genuine(), blocks.n_impostor()
@@ -266,8 +269,7 @@ def slinear_scipy18(x: npt.ArrayLike, y: npt.ArrayLike, x_new: float) -> float:
     ya = np.asarray(y, dtype=np.float64)
     if xa.ndim != 1 or xa.shape != ya.shape or xa.size < 2:
         raise MetricInputError(
-            f"Expected 1-D `x` and `y` of one length >= 2, but got shapes {xa.shape} and "
-            f"{ya.shape}"
+            f"Expected 1-D `x` and `y` of one length >= 2, but got shapes {xa.shape} and {ya.shape}"
         )
     order = np.argsort(xa, kind="mergesort")
     xs, c = xa[order], ya[order]
@@ -286,25 +288,31 @@ def slinear_scipy18(x: npt.ArrayLike, y: npt.ArrayLike, x_new: float) -> float:
     return 0.0 + float(c[ell - 1]) * (w * (t_hi - x_new)) + float(c[ell]) * (w * (x_new - t_lo))
 
 
-def _grid_val(rule: str, dist: FloatArray, is_same: BoolArray, bounds: IntArray,
-              far_target: float) -> CompatValResult:
-    if not (isinstance(far_target, float | int) and 0.0 <= far_target <= 1.0):
+def _grid_val(
+    rule: str, dist: FloatArray, is_same: BoolArray, bounds: IntArray, far_target: float
+) -> CompatValResult:
+    if isinstance(far_target, bool) or not (
+        isinstance(far_target, float | int | np.floating | np.integer) and 0.0 <= far_target <= 1.0
+    ):
         raise MetricInputError(f"Expected `far_target` in [0, 1], but got {far_target!r}")
     far_target = float(far_target)
     grid = np.arange(0, 4, 0.001)
     blocks = _Blocks.of(dist, is_same, bounds)
     n_gen, n_imp = blocks.n_genuine(), blocks.n_impostor()
     n_gen_train, n_imp_train = n_gen.sum() - n_gen, n_imp.sum() - n_imp
-    for name, counts in (
-        ("genuine", n_gen), ("impostor", n_imp), ("training genuine", n_gen_train),
-        ("training impostor", n_imp_train),
-    ):
-        if (counts == 0).any():
-            fold = int(np.flatnonzero(counts == 0)[0])
-            raise MetricInputError(
-                f"Expected {name} pairs for every fold ({rule}'s calculate_val_far divides "
-                f"by their number and raises ZeroDivisionError), but got none for fold {fold}"
-            )
+    # The peer divides by these four counts, unguarded, in this order, fold after fold.
+    for f in range(bounds.size - 1):
+        for where, counts in (
+            ("the training folds of", (n_gen_train, n_imp_train)),
+            ("held-out", (n_gen, n_imp)),
+        ):
+            for kind, count in zip(("genuine", "impostor"), counts, strict=True):
+                if count[f] == 0:
+                    raise MetricInputError(
+                        f"Expected {kind} pairs in {where} fold {f} ({rule}'s "
+                        f"calculate_val_far divides by their number and raises "
+                        f"ZeroDivisionError), but got none"
+                    )
     _, imp_below = blocks.below(grid)
     fa_train = imp_below.sum(axis=0) - imp_below
     far_train = fa_train / n_imp_train[:, None]
@@ -575,8 +583,8 @@ def facexzoo_kfold(
     all_imp = np.sort(np.concatenate(blocks.impostor))
     n_gen, n_imp = blocks.n_genuine(), blocks.n_impostor()
     k = bounds.size - 1
-    block_min = np.array([s32[a:b].min() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-    block_max = np.array([s32[a:b].max() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    block_min = np.array([s32[a:b].min() for a, b in pairwise(bounds.tolist())])
+    block_max = np.array([s32[a:b].max() for a, b in pairwise(bounds.tolist())])
     accuracy, thresholds = np.empty(k), np.empty(k)
     for f in range(k):
         others = np.arange(k) != f
