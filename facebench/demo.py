@@ -11,6 +11,7 @@ Usage: ``python -m facebench.demo OUT_DIR``
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +86,7 @@ def run(out_dir: Path) -> None:
 
 
 def _facebench(*args: str) -> None:
-    print(f"\n$ facebench {' '.join(args)}", file=sys.stderr, flush=True)
+    print(f"\n$ facebench {shlex.join(args)}", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "facebench", *args], check=True)
 
 

@@ -32,6 +32,19 @@ def render_fold_report(report: FoldReport, console: Console) -> None:
     folds.add_row("std. error", f"{100 * acc.stderr:.2f}", "")
     console.print(folds)
     console.print(f"rule: {acc.rule}", style="dim")
+    peer = report.extra.get("compat")
+    if peer:
+        line = (
+            f"{peer['rule']} prints: {100 * peer['mean']:.2f}% ± {100 * peer['spread']:.2f}"
+            f" ({peer['spread_kind']})"
+        )
+        val = peer.get("val_at_far")
+        if val:
+            line += (
+                f"; VAL@FAR={val['far_target']:g}: {100 * val['val_mean']:.2f}%"
+                f" ± {100 * val['val_std']:.2f} (FAR {val['far_mean']:.2e})"
+            )
+        console.print(line)
     summary = Table(title="pooled over all pairs", title_justify="left")
     summary.add_column("metric")
     summary.add_column("value", justify="right")

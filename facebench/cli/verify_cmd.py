@@ -117,8 +117,7 @@ def verify_command(
         check_writable(scores_path_for(json_path), overwrite)
     if not features.exists():
         raise FacebenchError(
-            f"{features}: no such feature store; write one with `facebench "
-            "extract` or `facebench import`"
+            f"{features}: no such feature store; write one with `facebench import`"
         )
     protocol = PROTOCOLS[protocol_name].load(pairs)
     options = VerifyOptions(
