@@ -28,7 +28,7 @@ from facebench.metrics import (
 )
 from facebench.metrics.compat import COMPAT_KFOLD, COMPAT_VAL_AT_FAR
 from facebench.metrics.counts import ThresholdCounts
-from facebench.report import Accuracy, FoldReport, TarAtFar, json_float
+from facebench.report import Accuracy, FoldReport, json_float
 from facebench.store import FeatureStore
 from protocols import PairsProtocol
 
@@ -140,7 +140,7 @@ def _accuracy(
                 std=k.std,
                 stderr=k.stderr,
                 folds=[float(a) for a in k.accuracies],
-                thresholds=[json_float(t) for t in k.thresholds],
+                thresholds=[float(t) for t in k.thresholds],
                 rule="facebench: midpoint candidates, median of ties, accept score >= t",
                 std_kind="std ddof=1; stderr = std / sqrt(k)",
             ),
@@ -156,7 +156,7 @@ def _accuracy(
         std=std,
         stderr=std / math.sqrt(n_folds),
         folds=[float(a) for a in result.fold_accuracies],
-        thresholds=[json_float(t) for t in result.fold_thresholds],
+        thresholds=[float(t) for t in result.fold_thresholds],
         rule=f"{compat} compatibility: {result.decision_rule}",
         std_kind="std ddof=1; stderr = std / sqrt(k); the peer's own spread is in `compat`",
     )
@@ -242,19 +242,8 @@ def evaluate_pairs(
         accuracy=accuracy,
         auc=auc(counts),
         eer=eer.eer,
-        eer_threshold=json_float(eer.threshold),
-        tar_at_far=[
-            TarAtFar(
-                far_target=p.far_target,
-                tar=p.tar,
-                threshold=json_float(p.threshold),
-                far_achieved=p.far_achieved,
-                n_impostors_at_or_above=p.n_impostors_at_or_above,
-                resolution_limited=p.resolution_limited,
-                rule=p.rule,
-            )
-            for p in points
-        ],
+        eer_threshold=eer.threshold,
+        tar_at_far=points,
         roc=downsample_roc(counts),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         facebench_version=__version__,

@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from facebench.errors import ReportError
 from facebench.fileio import atomic_path, check_writable, write_text_atomic
+from facebench.metrics import OperatingPoint
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -41,6 +42,21 @@ def json_float(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars made Python numbers and non-finite floats ``None``."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return json_float(float(value))
+    return value
+
+
 @dataclass(frozen=True)
 class Accuracy:
     """k-fold accuracy as reported: per fold and summarized."""
@@ -49,22 +65,9 @@ class Accuracy:
     std: float
     stderr: float
     folds: list[float]
-    thresholds: list[float | None]
+    thresholds: list[float]
     rule: str
     std_kind: str
-
-
-@dataclass(frozen=True)
-class TarAtFar:
-    """One reported TAR at a FAR (see :class:`facebench.metrics.OperatingPoint`)."""
-
-    far_target: float
-    tar: float
-    threshold: float | None
-    far_achieved: float
-    n_impostors_at_or_above: int | None
-    resolution_limited: bool
-    rule: str
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,8 @@ class FoldReport:
     accuracy: Accuracy
     auc: float
     eer: float
-    eer_threshold: float | None
-    tar_at_far: list[TarAtFar]
+    eer_threshold: float
+    tar_at_far: list[OperatingPoint]
     roc: dict[str, list[float | None]]
     created: str
     facebench_version: str
@@ -94,8 +97,11 @@ class FoldReport:
     schema_version: int = REPORT_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object, keys in the documented order; ``extra`` merged at the top."""
-        data = dataclasses.asdict(self)
+        """The JSON object, keys in the documented order; ``extra`` merged at the top.
+
+        Non-finite floats (infinite thresholds) become ``null``.
+        """
+        data = jsonable(dataclasses.asdict(self))
         extra = data.pop("extra")
         ordered = {"schema_version": data.pop("schema_version")}
         ordered.update(data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
@@ -9,7 +11,11 @@ from facebench.report import FoldReport
 
 
 def _fmt_threshold(value: float | None) -> str:
-    return "±inf" if value is None else f"{value:.6f}"
+    if value is None:
+        return "—"
+    if math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return f"{value:.6f}"
 
 
 def render_fold_report(report: FoldReport, console: Console) -> None:
@@ -58,7 +64,7 @@ def render_fold_report(report: FoldReport, console: Console) -> None:
         summary.add_row(
             f"TAR @ FAR={p.far_target:g}{flag}",
             f"{100 * p.tar:.2f}%",
-            "—" if p.rule == "interpolate" else _fmt_threshold(p.threshold),
+            _fmt_threshold(p.threshold),
             f"{p.far_achieved:.2e}",
             "—" if p.n_impostors_at_or_above is None else str(p.n_impostors_at_or_above),
         )
