@@ -7,6 +7,7 @@ flip fusion); metrics come from :mod:`facebench.metrics`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facebench import __version__
-from facebench.errors import FacebenchError, StoreError
+from facebench.errors import FacebenchError, MissingItemsError, StoreError
 from facebench.fusion import FLIP_FUSIONS
 from facebench.metrics import (
     auc,
@@ -51,6 +52,9 @@ class VerifyOptions:
         :data:`facebench.metrics.compat.COMPAT_KFOLD` that reproduces that tool's accuracy.
     flip_fusion : str
         A key of :data:`facebench.fusion.FLIP_FUSIONS` (default ``none``).
+    allow_skipped : bool
+        Evaluate without the pairs that need an item extraction skipped (``--skip-bad``),
+        recording them in the report; by default such pairs are an error.
     label : str or None
         A name for the report (plots use it in the legend).
     """
@@ -59,6 +63,7 @@ class VerifyOptions:
     tar_rule: str = "exact"
     compat: str | None = None
     flip_fusion: str = "none"
+    allow_skipped: bool = False
     label: str | None = None
 
 
@@ -104,6 +109,61 @@ def pair_scores(
     a = fused[inverse[:n]]
     b = fused[inverse[n:]]
     return np.einsum("ij,ij->i", a, b)
+
+
+def drop_skipped_pairs(store: FeatureStore, protocol: PairsProtocol, allow: bool) -> PairsProtocol:
+    """The protocol without the pairs that need an item the store recorded as skipped.
+
+    Raises
+    ------
+    MissingItemsError
+        When such pairs exist and ``allow`` is false: never drop a pair silently.
+    """
+    skipped = store.skipped()
+    if not skipped:
+        return protocol
+    lost = np.fromiter(
+        (a in skipped or b in skipped for a, b in zip(protocol.left, protocol.right, strict=True)),
+        dtype=bool,
+        count=protocol.n_pairs,
+    )
+    if not lost.any():
+        return protocol
+    needed = sorted(
+        {
+            k
+            for a, b in zip(protocol.left, protocol.right, strict=True)
+            for k in (a, b)
+            if k in skipped
+        }
+    )
+    first = "; ".join(f"{k} ({skipped[k]})" for k in needed[:3])
+    if not allow:
+        raise MissingItemsError(
+            f"{store.info.path}: {int(lost.sum())} of {protocol.n_pairs} pairs need"
+            f" {len(needed)} items that extraction skipped (first: {first}); fix those images"
+            " and extract again, or pass --allow-skipped to evaluate the remaining pairs (the"
+            " report records what was dropped)"
+        )
+    keep = ~lost
+    return dataclasses.replace(
+        protocol,
+        left=tuple(k for k, ok in zip(protocol.left, keep, strict=True) if ok),
+        right=tuple(k for k, ok in zip(protocol.right, keep, strict=True) if ok),
+        is_same=protocol.is_same[keep],
+        folds=protocol.folds[keep],
+        counts={
+            **protocol.counts,
+            "pairs_dropped_skipped": int(lost.sum()),
+            "items_skipped_needed": len(needed),
+        },
+        warnings=(
+            *protocol.warnings,
+            f"{int(lost.sum())} pairs were dropped because extraction skipped {len(needed)} of"
+            f" their images (--allow-skipped; first: {first}): numbers are not comparable with"
+            " results on the full protocol",
+        ),
+    )
 
 
 def downsample_roc(counts: ThresholdCounts, n_points: int = ROC_POINTS) -> dict[str, list[Any]]:
@@ -208,6 +268,7 @@ def evaluate_pairs(
     """
     options = options or VerifyOptions()
     with FeatureStore.open(store_path) as store:
+        protocol = drop_skipped_pairs(store, protocol, options.allow_skipped)
         scores = pair_scores(store, protocol.left, protocol.right, options.flip_fusion)
         store_info = store_summary(store)
     counts = count_at_thresholds(scores, protocol.is_same)

@@ -18,6 +18,11 @@ Root datasets, all with N rows in the same order:
 ``meta/<key>`` (optional group)
     Per-item values, shape (N, ...), numbers or variable-length UTF-8 strings (detector
     scores, landmarks, ...).
+``skipped_ids``, ``skipped_reasons`` (optional, both or neither)
+    Variable-length UTF-8 strings, shape (S,): items that extraction was asked to skip
+    (``--skip-bad``) and why (``"<path>: truncated JPEG"``). Skipped ids are not rows; they
+    are distinct from each other and from ``ids``. Verify refuses pairs that need them unless
+    told otherwise.
 ``_block_sha256``
     Fixed-length 32-byte strings, shape (ceil(N / BLOCK_ROWS),): the digest of each block of
     ``BLOCK_ROWS`` rows (see below).
@@ -89,8 +94,10 @@ _LAYOUT: dict[str, tuple[str, int]] = {  # dataset: (type, rank)
     "features_flip": ("float32", 2),
     "norms_flip": ("float32", 1),
     "_block_sha256": ("32-byte digest", 1),
+    "skipped_ids": ("str", 1),
+    "skipped_reasons": ("str", 1),
 }
-_OPTIONAL = ("features_flip", "norms_flip")
+_OPTIONAL = ("features_flip", "norms_flip", "skipped_ids", "skipped_reasons")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _RUN_SPAN_CHUNKS = 8  # a contiguous read spans at most this many chunks (bounded memory)
 
@@ -114,6 +121,8 @@ class StoreInfo:
         ``facebench_version``, ``schema_version`` and ``content_sha256``.
     metadata_keys : tuple of str
         The names under ``meta/``, sorted.
+    n_skipped : int
+        Items skipped at extraction (``skipped_ids``), 0 when none.
     """
 
     path: str
@@ -123,6 +132,7 @@ class StoreInfo:
     content_sha256: str
     attributes: dict[str, Any] = field(repr=False)
     metadata_keys: tuple[str, ...]
+    n_skipped: int = 0
 
 
 # ----------------------------------------------------------------------------- validation
@@ -336,6 +346,28 @@ def _growable(
     )
 
 
+def _prepare_skipped(
+    skipped: Sequence[tuple[str, str]] | None, ids: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Check the skipped (id, reason) pairs: well-formed, distinct, not among the rows."""
+    result = [(str(i), str(r)) for i, r in (skipped or ())]
+    known = set(ids)
+    seen: set[str] = set()
+    for item, reason in result:
+        problem = id_problem(item)
+        if problem is not None:
+            raise StoreError(f"skipped ids: {problem}")
+        if item in known or item in seen:
+            raise StoreError(
+                f"Expected skipped ids distinct from each other and from the stored ids, but"
+                f" {item!r} appears twice"
+            )
+        if not reason:
+            raise StoreError(f"Expected a reason for skipped id {item!r}, but got ''")
+        seen.add(item)
+    return result
+
+
 def _digest_array(digests: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(digests), dtype=_DIGEST)
 
@@ -354,6 +386,7 @@ def create_store(
     preprocessing: Mapping[str, Any] | None = None,
     compression: str | None = None,
     overwrite: bool = False,
+    skipped: Sequence[tuple[str, str]] | None = None,
 ) -> StoreInfo:
     """Write a new store atomically (temporary file beside ``path``, renamed into place).
 
@@ -376,6 +409,9 @@ def create_store(
         Filter for the numeric datasets.
     overwrite : bool
         Replace an existing file at ``path``.
+    skipped : sequence of (id, reason), optional
+        Items extraction skipped (``--skip-bad``), stored as ``skipped_ids`` and
+        ``skipped_reasons``.
 
     Returns
     -------
@@ -402,6 +438,7 @@ def create_store(
         preprocessing_json = json.dumps(dict(preprocessing or {}), sort_keys=True)
     except (TypeError, ValueError) as err:
         raise StoreError(f"Expected JSON-serializable preprocessing, but got {err}") from None
+    skipped_list = _prepare_skipped(skipped, id_list)
     digests = block_digests(id_list, rows)
     with atomic_path(target, overwrite) as tmp, _h5_errors(target, "write"):
         with h5py.File(tmp, "w") as handle:
@@ -409,6 +446,12 @@ def create_store(
             for name, values in rows.items():
                 _growable(handle, name, values, compression)
             _growable(handle, "_block_sha256", _digest_array(digests), None)
+            if skipped_list:
+                _growable(
+                    handle, "skipped_ids", np.array([i for i, _ in skipped_list], object), None
+                )
+                reasons = np.array([r for _, r in skipped_list], dtype=object)
+                _growable(handle, "skipped_reasons", reasons, None)
             if meta:
                 group = handle.create_group("meta")
                 for key, values in meta.items():
@@ -577,6 +620,17 @@ def _read_info(handle: h5py.File, path: str) -> StoreInfo:
         nodes[name] = node
     if ("features_flip" in nodes) != ("norms_flip" in nodes):
         raise StoreError(f"{path}: Expected features_flip and norms_flip both or neither")
+    n_skipped = 0
+    if ("skipped_ids" in nodes) != ("skipped_reasons" in nodes) or (
+        "skipped_ids" in nodes and nodes["skipped_ids"].shape != nodes["skipped_reasons"].shape
+    ):
+        raise StoreError(
+            f"{path}: Expected skipped_ids and skipped_reasons both or neither, of one length;"
+            " the store is damaged, re-create it"
+        )
+    if "skipped_ids" in nodes:
+        n_skipped = int(nodes.pop("skipped_ids").shape[0])
+        nodes.pop("skipped_reasons")
     n_items, dim = nodes["features"].shape
     expected: dict[str, tuple[int, ...]] = {name: (n_items,) for name in _LAYOUT}
     expected.update(features=(n_items, dim), features_flip=(n_items, dim))
@@ -602,6 +656,7 @@ def _read_info(handle: h5py.File, path: str) -> StoreInfo:
         content_sha256=attributes["content_sha256"],
         attributes=attributes,
         metadata_keys=keys,
+        n_skipped=n_skipped,
     )
 
 
@@ -782,6 +837,15 @@ class FeatureStore:
     def read_ids(self, ids: Sequence[str], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Features and norms of ``ids``, in the order given (see :meth:`index_of`)."""
         return self.read_rows(self.index_of(ids), flip=flip)
+
+    def skipped(self) -> dict[str, str]:
+        """The items extraction skipped (``--skip-bad``): id -> reason (empty when none)."""
+        if not self.info.n_skipped:
+            return {}
+        with _h5_errors(self.info.path, "read"):
+            ids = self._handle["skipped_ids"].asstr()[...].tolist()
+            reasons = self._handle["skipped_reasons"].asstr()[...].tolist()
+        return dict(zip(ids, reasons, strict=True))
 
     def read_metadata(self, key: str) -> np.ndarray:
         """The values of ``meta/<key>`` (strings as a ``str`` array)."""

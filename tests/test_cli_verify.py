@@ -297,3 +297,32 @@ def test_missing_store_and_debug_traceback(tmp_path: Path) -> None:
     assert_user_error(result, "none.h5")
     result = run("--debug", "verify", "--protocol", "lfw", "--features", tmp_path / "none.h5")
     assert result.exit_code != 0 and result.exception is not None
+
+
+def test_skipped_items_are_refused_unless_allowed(tmp_path: Path, raw: np.ndarray) -> None:
+    lost = "Abel_Pacheco/Abel_Pacheco_0004.jpg"  # in the first pair of pairs.txt
+    keep = [i for i, k in enumerate(IDS) if k != lost]
+    unit, norms = normalize_rows(raw[keep])
+    path = tmp_path / "skipped.h5"
+    create_store(
+        path,
+        [IDS[i] for i in keep],
+        unit,
+        norms,
+        model="m",
+        skipped=[(lost, f"/data/lfw/{lost}: truncated JPEG")],
+    )
+    out = tmp_path / "r.json"
+    result = run("verify", "--protocol", "lfw", "--features", path, "--json", out)
+    assert_user_error(result, "1 of 6000 pairs", lost, "truncated JPEG", "--allow-skipped")
+    assert not out.exists()
+    result = run(
+        "verify", "--protocol", "lfw", "--features", path, "--json", out, "--allow-skipped"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    n_lost = sum(lost in (a, b) for a, b in zip(PROTOCOL.left, PROTOCOL.right, strict=True))
+    assert report["n_pairs"] == 6000 - n_lost
+    assert report["counts"]["pairs_dropped_skipped"] == n_lost
+    assert any("dropped" in w for w in report["warnings"])
+    assert "warning:" in result.stdout

@@ -85,6 +85,11 @@ def _far_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     show_default=True,
     help="How an image's and its mirror's features combine.",
 )
+@click.option(
+    "--allow-skipped",
+    is_flag=True,
+    help="Drop the pairs whose images extraction skipped (--skip-bad), and record them.",
+)
 @click.option("--label", default=None, help="A name for this report (legend of plot-roc).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def verify_command(
@@ -96,6 +101,7 @@ def verify_command(
     tar_rule: str,
     compat: str | None,
     flip_fusion: str,
+    allow_skipped: bool,
     label: str | None,
     overwrite: bool,
 ) -> None:
@@ -125,6 +131,7 @@ def verify_command(
         tar_rule=tar_rule,
         compat=compat,
         flip_fusion=flip_fusion,
+        allow_skipped=allow_skipped,
         label=label,
     )
     report, pair_data = evaluate_pairs(protocol, features, options)
