@@ -46,8 +46,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from facebench.cli import import_cmd, plot_roc_cmd, verify_cmd
+    from facebench.cli import extract_cmd, import_cmd, merge_cmd, plot_roc_cmd, verify_cmd
 
+    cli.add_command(extract_cmd.extract_command)
+    cli.add_command(merge_cmd.merge_command)
     cli.add_command(import_cmd.import_command)
     cli.add_command(verify_cmd.verify_command)
     cli.add_command(plot_roc_cmd.plot_roc_command)

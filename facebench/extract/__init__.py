@@ -1,0 +1,1 @@
+"""Images -> model -> feature store."""

@@ -1,0 +1,158 @@
+"""The one library call behind ``facebench extract``: options -> items, model, config -> store."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facebench.errors import FacebenchError
+from facebench.extract import sources
+from facebench.extract.preprocess import PRESETS, Preprocessing
+from facebench.fileio import check_writable
+from facebench.store import StoreInfo
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    """What the user asked for, as the command line gives it."""
+
+    root: Path
+    output: Path
+    protocol: str | None = None
+    list_file: Path | None = None
+    model: Path | None = None
+    arch: str | None = None
+    weights: Path | None = None
+    preset: str | None = None
+    overrides: dict[str, Any] | None = None
+    landmarks: Path | None = None
+    boxes: Path | None = None
+
+
+def select_items(request: ExtractRequest) -> list[sources.Item]:
+    """(a) the images a protocol needs, (b) a list file's, or (c) every image under root."""
+    if request.protocol and request.list_file:
+        raise FacebenchError("Expected --protocol or --list, but got both; choose one")
+    if request.protocol:
+        from protocols import PROTOCOLS
+
+        keys = PROTOCOLS[request.protocol].load(None).items
+        items = sources.keyed_items(request.root, keys)
+    elif request.list_file:
+        items = sources.list_items(request.root, request.list_file)
+    else:
+        items = sources.folder_items(request.root)
+    landmarks = sources.read_landmarks(request.landmarks) if request.landmarks else None
+    boxes = sources.read_boxes(request.boxes) if request.boxes else None
+    if landmarks is not None or boxes is not None:
+        items = sources.attach(items, landmarks=landmarks, boxes=boxes)
+    return items
+
+
+def resolve_preprocessing(
+    preset: str | None,
+    model_preset: str | None,
+    input_size: tuple[int, int] | None,
+    overrides: dict[str, Any],
+    landmarks: bool,
+) -> Preprocessing:
+    """The preprocessing config: a preset (given, or the architecture's) plus overrides."""
+    name = preset or model_preset
+    if name is None:
+        if "image_size" not in overrides and input_size is None:
+            raise FacebenchError(
+                "Expected --preset or --image-size H W: the model does not say which input"
+                f" size it takes (presets: {', '.join(sorted(PRESETS))})"
+            )
+        name = "none"
+    if name not in PRESETS:
+        raise FacebenchError(f"Expected --preset in {sorted(PRESETS)}, but got {name!r}")
+    config = PRESETS[name]
+    if input_size is not None and "image_size" not in overrides and config.image_size is None:
+        overrides = {**overrides, "image_size": input_size}
+    if overrides:
+        config = config.with_overrides(**overrides)
+    if input_size is not None and config.image_size not in (None, input_size):
+        raise FacebenchError(
+            f"Expected the model's input size {input_size[0]} x {input_size[1]}, but the"
+            f" preprocessing gives {config.image_size[0]} x {config.image_size[1]}; drop"
+            " --image-size or choose a matching --preset"
+        )
+    if landmarks and config.align_template is None:
+        raise FacebenchError(
+            "--landmarks needs a preset with an alignment template (e.g. arcface112,"
+            " face-resnet-112x96)"
+        )
+    return config
+
+
+def extract(
+    request: ExtractRequest,
+    options: Any,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+) -> StoreInfo | None:
+    """Run ``facebench extract``; returns the store's info on rank 0 (None on others)."""
+    from facebench.extract.distributed import ranks_from_env, shutdown
+    from facebench.extract.runner import resolve_device, run_extraction
+    from facebench.models.loaders import load_model
+
+    check_writable(request.output, options.overwrite)  # before any work
+    items = select_items(request)
+    if not options.skip_bad:
+        sources.check_exist(items)
+    ranks, device = ranks_from_env(options.device)
+    device = str(resolve_device(device))
+    try:
+        model = load_model(
+            model=request.model,
+            arch=request.arch,
+            weights=request.weights,
+            device="cpu",
+            log=log,
+        )
+        config = resolve_preprocessing(
+            request.preset,
+            model.preset,
+            model.input_size,
+            dict(request.overrides or {}),
+            request.landmarks is not None,
+        )
+        if ranks.rank == 0:
+            log(
+                f"extracting {len(items)} images with {model.name} ({config.name}:"
+                f" {config.image_size}) on {device}"
+                + (f", {ranks.world_size} ranks" if ranks.world_size > 1 else "")
+            )
+        from dataclasses import replace
+
+        return run_extraction(
+            items,
+            model,
+            config,
+            request.output,
+            replace(options, device=device),
+            ranks=ranks,
+            log=log,
+        )
+    finally:
+        shutdown()
+
+
+def parse_triple(value: str | None, option: str) -> tuple[float, float, float] | None:
+    """``"0.5"`` -> (0.5, 0.5, 0.5); ``"0.1,0.2,0.3"`` -> (0.1, 0.2, 0.3)."""
+    if value is None:
+        return None
+    try:
+        numbers: Sequence[float] = [float(v) for v in value.replace(" ", ",").split(",") if v]
+    except ValueError:
+        raise FacebenchError(
+            f"Expected {option} as one number or three, but got {value!r}"
+        ) from None
+    if len(numbers) == 1:
+        return (numbers[0], numbers[0], numbers[0])
+    if len(numbers) == 3:
+        return (numbers[0], numbers[1], numbers[2])
+    raise FacebenchError(f"Expected {option} as one number or three, but got {value!r}")
