@@ -18,8 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facebench import __version__
-from facebench.errors import FacebenchError, MissingItemsError, StoreError
-from facebench.fusion import FLIP_FUSIONS
+from facebench.errors import FacebenchError, MissingItemsError
 from facebench.metrics import (
     auc,
     count_at_thresholds,
@@ -30,6 +29,7 @@ from facebench.metrics import (
 from facebench.metrics.compat import COMPAT_KFOLD, COMPAT_VAL_AT_FAR
 from facebench.metrics.counts import ThresholdCounts
 from facebench.report import Accuracy, FoldReport, json_float
+from facebench.scoring import pair_scores, video_pair_scores
 from facebench.store import FeatureStore
 from protocols import PairsProtocol
 
@@ -52,6 +52,9 @@ class VerifyOptions:
         :data:`facebench.metrics.compat.COMPAT_KFOLD` that reproduces that tool's accuracy.
     flip_fusion : str
         A key of :data:`facebench.fusion.FLIP_FUSIONS` (default ``none``).
+    video_pooling, n_frames
+        Video protocols (YTF): how a video's frame features are pooled (``mean``, ``first``
+        with ``n_frames``, ``pair-mean``).
     allow_skipped : bool
         Evaluate without the pairs that need an item extraction skipped (``--skip-bad``),
         recording them in the report; by default such pairs are an error.
@@ -63,52 +66,10 @@ class VerifyOptions:
     tar_rule: str = "exact"
     compat: str | None = None
     flip_fusion: str = "none"
+    video_pooling: str = "mean"
+    n_frames: int | None = None
     allow_skipped: bool = False
     label: str | None = None
-
-
-def pair_scores(
-    store: FeatureStore, left: tuple[str, ...], right: tuple[str, ...], flip_fusion: str
-) -> npt.NDArray[np.float64]:
-    """Cosine scores of the pairs (float64), features read once per distinct item.
-
-    Raises
-    ------
-    MissingItemsError
-        When the store lacks ids the pairs need (count and the first five).
-    StoreError
-        When a flip fusion is asked of a store without mirrored features.
-    """
-    if flip_fusion not in FLIP_FUSIONS:
-        raise FacebenchError(
-            f"Expected --flip-fusion in {sorted(FLIP_FUSIONS)}, but got {flip_fusion!r}"
-        )
-    # Items in order of first appearance, so that a missing-ids error names the first ones
-    # the protocol file needs.
-    position: dict[str, int] = {}
-    inverse = np.fromiter(
-        (position.setdefault(k, len(position)) for k in left + right),
-        dtype=np.int64,
-        count=2 * len(left),
-    )
-    rows = store.index_of(list(position))
-    unit, norms = store.read_rows(rows)
-    unit_flip = norms_flip = None
-    if flip_fusion != "none":
-        if not store.info.has_flip:
-            raise StoreError(
-                f"{store.info.path}: --flip-fusion {flip_fusion} needs mirrored-image "
-                "features, but the store has none; extract with --flip or use --flip-fusion none"
-            )
-        f_unit, f_norms = store.read_rows(rows, flip=True)
-        unit_flip, norms_flip = f_unit.astype(np.float64), f_norms.astype(np.float64)
-    fused = FLIP_FUSIONS[flip_fusion](
-        unit.astype(np.float64), norms.astype(np.float64), unit_flip, norms_flip
-    )
-    n = len(left)
-    a = fused[inverse[:n]]
-    b = fused[inverse[n:]]
-    return np.einsum("ij,ij->i", a, b)
 
 
 def drop_skipped_pairs(store: FeatureStore, protocol: PairsProtocol, allow: bool) -> PairsProtocol:
@@ -162,6 +123,23 @@ def drop_skipped_pairs(store: FeatureStore, protocol: PairsProtocol, allow: bool
             f"{int(lost.sum())} pairs were dropped because extraction skipped {len(needed)} of"
             f" their images (--allow-skipped; first: {first}): numbers are not comparable with"
             " results on the full protocol",
+        ),
+    )
+
+
+def note_skipped_frames(store: FeatureStore, protocol: PairsProtocol) -> PairsProtocol:
+    """Video protocols: frames skipped at extraction shrink a video; say so in the report."""
+    needed = set(protocol.left) | set(protocol.right)
+    lost = [k for k in store.skipped() if k.rpartition("/")[0] in needed]
+    if not lost:
+        return protocol
+    return dataclasses.replace(
+        protocol,
+        counts={**protocol.counts, "frames_skipped": len(lost)},
+        warnings=(
+            *protocol.warnings,
+            f"{len(lost)} frames of the protocol's videos were skipped at extraction (first:"
+            f" {lost[0]}); those videos are pooled from their remaining frames",
         ),
     )
 
@@ -268,8 +246,21 @@ def evaluate_pairs(
     """
     options = options or VerifyOptions()
     with FeatureStore.open(store_path) as store:
-        protocol = drop_skipped_pairs(store, protocol, options.allow_skipped)
-        scores = pair_scores(store, protocol.left, protocol.right, options.flip_fusion)
+        if protocol.unit == "video":
+            protocol = note_skipped_frames(store, protocol)
+        else:
+            protocol = drop_skipped_pairs(store, protocol, options.allow_skipped)
+        if protocol.unit == "video":
+            scores = video_pair_scores(
+                store,
+                protocol.left,
+                protocol.right,
+                options.flip_fusion,
+                options.video_pooling,
+                options.n_frames,
+            )
+        else:
+            scores = pair_scores(store, protocol.left, protocol.right, options.flip_fusion)
         store_info = store_summary(store)
     counts = count_at_thresholds(scores, protocol.is_same)
     accuracy, peer = _accuracy(scores, protocol, options.compat)
@@ -285,6 +276,11 @@ def evaluate_pairs(
         "tar_rule": options.tar_rule,
         "eer": "FAR = FRR on the piecewise-linear ROC; threshold = first point with FAR >= FRR",
         "flip_fusion": options.flip_fusion,
+        **(
+            {"video_pooling": options.video_pooling, "n_frames": options.n_frames}
+            if protocol.unit == "video"
+            else {}
+        ),
         "compat": options.compat,
         "threshold_inf": "null thresholds: +inf (accepts nothing) or -inf (accepts everything)",
     }

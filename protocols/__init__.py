@@ -1,18 +1,32 @@
 """Benchmark protocols: one module per benchmark, parsing its official files.
 
 The registry maps a protocol name to a loader; the CLI's ``--protocol`` choices come from it.
-A loader takes the optional path of a replacement definition file (``--pairs``) and returns
-a canonical structure from :mod:`protocols._types`.
+
+Kinds:
+- ``pairs``: pairs of items (store ids) with folds (LFW). The loader takes an optional
+  replacement definition file (``--pairs``).
+- ``videos``: pairs of videos with folds (YTF); a video key is a folder and its frames are
+  the store ids under it. Same loader signature.
+- ``templates``: templates of items with 1:1 comparisons and 1:N searches in splits (IJB-A,
+  IJB-B, IJB-C). The loader takes the user's protocol folder (``--protocol-dir``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from protocols import lfw
-from protocols._types import PairsProtocol, file_sha256
+from protocols import lfw, ytf
+from protocols._types import (
+    Identification,
+    PairsProtocol,
+    Split,
+    TemplateProtocol,
+    Templates,
+    Verification,
+    file_sha256,
+)
 
 
 @dataclass(frozen=True)
@@ -20,18 +34,37 @@ class ProtocolSpec:
     """A registered benchmark: how to load it and what it expects."""
 
     name: str
+    kind: str
     description: str
-    load: Callable[[str | Path | None], PairsProtocol]
+    load: Callable[..., Any]
     official: dict[str, int]
 
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
     "lfw": ProtocolSpec(
         name="lfw",
+        kind="pairs",
         description="LFW View 2: 6,000 pairs in 10 folds (shipped pairs.txt)",
         load=lfw.load,
         official=lfw.OFFICIAL_VIEW2,
     ),
+    "ytf": ProtocolSpec(
+        name="ytf",
+        kind="videos",
+        description="YouTube Faces: 5,000 video pairs in 10 splits (shipped splits.txt)",
+        load=ytf.load,
+        official=ytf.OFFICIAL,
+    ),
 }
 
-__all__ = ["PROTOCOLS", "PairsProtocol", "ProtocolSpec", "file_sha256"]
+__all__ = [
+    "PROTOCOLS",
+    "Identification",
+    "PairsProtocol",
+    "ProtocolSpec",
+    "Split",
+    "TemplateProtocol",
+    "Templates",
+    "Verification",
+    "file_sha256",
+]

@@ -86,6 +86,20 @@ def _far_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="How an image's and its mirror's features combine.",
 )
 @click.option(
+    "--video-pooling",
+    type=click.Choice(["mean", "first", "pair-mean"]),
+    default="mean",
+    show_default=True,
+    help="YTF: a video's feature is the mean of its frames, of its first --n-frames, or the"
+    " score is the mean of all frame-pair similarities.",
+)
+@click.option(
+    "--n-frames",
+    type=click.IntRange(min=1),
+    default=None,
+    help="YTF with --video-pooling first: frames per video (by frame number).",
+)
+@click.option(
     "--allow-skipped",
     is_flag=True,
     help="Drop the pairs whose images extraction skipped (--skip-bad), and record them.",
@@ -101,6 +115,8 @@ def verify_command(
     tar_rule: str,
     compat: str | None,
     flip_fusion: str,
+    video_pooling: str,
+    n_frames: int | None,
     allow_skipped: bool,
     label: str | None,
     overwrite: bool,
@@ -113,6 +129,7 @@ def verify_command(
     Example:
       facebench verify --protocol lfw --features lfw.h5 --json lfw.json
       facebench verify --protocol lfw --features lfw.h5 --compat insightface --flip-fusion sum-raw
+      facebench verify --protocol ytf --features ytf.h5 --json ytf.json
     """
     from facebench.evaluate import VerifyOptions, evaluate_pairs
     from facebench.report import scores_path_for, write_report
@@ -131,6 +148,8 @@ def verify_command(
         tar_rule=tar_rule,
         compat=compat,
         flip_fusion=flip_fusion,
+        video_pooling=video_pooling,
+        n_frames=n_frames,
         allow_skipped=allow_skipped,
         label=label,
     )

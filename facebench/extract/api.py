@@ -39,8 +39,12 @@ def select_items(request: ExtractRequest) -> list[sources.Item]:
     if request.protocol:
         from protocols import PROTOCOLS
 
-        keys = PROTOCOLS[request.protocol].load(None).items
-        items = sources.keyed_items(request.root, keys)
+        spec = PROTOCOLS[request.protocol]
+        protocol = spec.load(None)
+        if spec.kind == "videos":
+            items = video_items(request.root, protocol.items)
+        else:
+            items = sources.keyed_items(request.root, protocol.items)
     elif request.list_file:
         items = sources.list_items(request.root, request.list_file)
     else:
@@ -50,6 +54,26 @@ def select_items(request: ExtractRequest) -> list[sources.Item]:
     if landmarks is not None or boxes is not None:
         items = sources.attach(items, landmarks=landmarks, boxes=boxes)
     return items
+
+
+def video_items(root: Path, videos: Sequence[str]) -> list[sources.Item]:
+    """Every frame of each video folder ``root/<video>`` (ids ``<video>/<frame file>``)."""
+    items: list[sources.Item] = []
+    missing = []
+    for video in videos:
+        folder = root / video
+        if not folder.is_dir():
+            missing.append(video)
+            continue
+        for frame in sources.folder_items(folder):
+            items.append(sources.Item(id=f"{video}/{frame.id}", path=frame.path))
+    if missing:
+        raise FacebenchError(
+            f"{root}: Expected a folder of frames for every video, but {len(missing)} of"
+            f" {len(videos)} are missing (first: {', '.join(missing[:5])}); point ROOT at"
+            " aligned_images_DB (or frame_images_DB)"
+        )
+    return sorted(items, key=lambda item: item.id)
 
 
 def resolve_preprocessing(
