@@ -109,7 +109,42 @@ class FoldReport:
         return ordered
 
 
-def to_json(report: FoldReport) -> str:
+@dataclass(frozen=True)
+class SplitReport:
+    """The report of a split protocol (IJB-A, IJB-B, IJB-C).
+
+    ``splits`` holds one entry per split (``split`` counts from 1): ``n_templates``,
+    ``n_pairs``, ``n_genuine``, ``n_impostor``, ``auc``, ``eer``, ``tar_at_far``, ``roc``
+    for 1:1; ``identification`` (one entry per gallery, plus ``gallery: "mean"`` when there
+    are several), and the headline ``cmc`` {"1", "5", "10"} and ``tpir_at_fpir`` for 1:N.
+    ``summary`` gives mean and std (ddof=1) over the splits.
+    """
+
+    protocol: str
+    protocol_file: str
+    protocol_sha256: str
+    store: dict[str, Any]
+    conventions: dict[str, Any]
+    counts: dict[str, Any]
+    warnings: list[str]
+    n_pairs: int
+    n_genuine: int
+    splits: list[dict[str, Any]]
+    summary: dict[str, Any]
+    created: str
+    facebench_version: str
+    label: str | None = None
+    schema_version: int = REPORT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object; non-finite floats become ``null``."""
+        data = jsonable(dataclasses.asdict(self))
+        ordered = {"schema_version": data.pop("schema_version")}
+        ordered.update(data)
+        return ordered
+
+
+def to_json(report: FoldReport | SplitReport) -> str:
     """Serialize a report as indented JSON (strict: no NaN or Infinity literals)."""
     return json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
 
@@ -122,7 +157,7 @@ def scores_path_for(report_path: str | Path) -> Path:
 
 
 def write_report(
-    report: FoldReport,
+    report: FoldReport | SplitReport,
     path: str | Path,
     pair_data: dict[str, npt.NDArray[Any]],
     overwrite: bool = False,

@@ -7,7 +7,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from facebench.report import FoldReport
+from facebench.report import FoldReport, SplitReport
 
 
 def _fmt_threshold(value: float | None) -> str:
@@ -74,5 +74,95 @@ def render_fold_report(report: FoldReport, console: Console) -> None:
         f"flip fusion: {report.conventions.get('flip_fusion')}",
         style="dim",
     )
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", style="yellow")
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
+def render_split_report(report: SplitReport, console: Console) -> None:
+    """Print a split report: 1:1 TAR at each FAR and 1:N CMC/TPIR per split, and the summary."""
+    model = report.store.get("attributes", {}).get("model", "?")
+    console.print(
+        f"[bold]{report.protocol}[/bold]  {len(report.splits)} split(s), {report.n_pairs} pairs"
+        f" ({report.n_genuine} genuine)  model: {model}  pooling:"
+        f" {report.conventions.get('pooling')}"
+    )
+    far_targets = report.conventions.get("far_targets", [])
+    has_11 = any("tar_at_far" in e for e in report.splits)
+    has_1n = any("identification" in e for e in report.splits)
+    if has_11:
+        table = Table(title="1:1 verification, TAR (%) at FAR", title_justify="left")
+        for name in ("split", "templates", "pairs", "genuine"):
+            table.add_column(name, justify="right")
+        for target in far_targets:
+            table.add_column(f"{target:g}", justify="right")
+        table.add_column("AUC", justify="right")
+        for e in report.splits:
+            if "tar_at_far" not in e:
+                continue
+            marks = ["*" if p["resolution_limited"] else "" for p in e["tar_at_far"]]
+            table.add_row(
+                str(e["split"]),
+                str(e["n_templates"]),
+                str(e["n_pairs"]),
+                str(e["n_genuine"]),
+                *[f"{_pct(p['tar'])}{m}" for p, m in zip(e["tar_at_far"], marks, strict=True)],
+                f"{e['auc']:.5f}",
+            )
+        summary = report.summary
+        if len(report.splits) > 1 and "tar_at_far" in summary:
+            table.add_section()
+            table.add_row(
+                "mean ± std",
+                "",
+                "",
+                "",
+                *[f"{_pct(t['mean'])} ± {_pct(t['std'])}" for t in summary["tar_at_far"]],
+                f"{summary['auc']['mean']:.5f}",
+            )
+        console.print(table)
+        console.print(
+            "* resolution-limited: fewer than one impostor fits the FAR budget", style="dim"
+        )
+    if has_1n:
+        table = Table(title="1:N open-set identification (%)", title_justify="left")
+        for name in ("split", "gallery", "probes", "mated", "rank 1", "rank 5", "rank 10"):
+            table.add_column(name, justify="right")
+        fpirs = []
+        for e in report.splits:
+            for s in e.get("identification", []):
+                fpirs = [p["fpir_target"] for p in s["tpir_at_fpir"]]
+        for target in fpirs:
+            table.add_column(f"TPIR@{target:g}", justify="right")
+        for e in report.splits:
+            for s in e.get("identification", []):
+                table.add_row(
+                    str(e["split"]),
+                    s["gallery"],
+                    str(s.get("n_probes", "")),
+                    str(s.get("n_mated", "")),
+                    *[_pct(s["cmc"].get(r)) for r in ("1", "5", "10")],
+                    *[_pct(p["tpir"]) for p in s["tpir_at_fpir"]],
+                )
+        summary = report.summary
+        if len(report.splits) > 1 and "cmc" in summary:
+            table.add_section()
+            table.add_row(
+                "mean ± std",
+                "",
+                "",
+                "",
+                *[
+                    f"{_pct(summary['cmc'][r]['mean'])} ± {_pct(summary['cmc'][r]['std'])}"
+                    if r in summary["cmc"]
+                    else "—"
+                    for r in ("1", "5", "10")
+                ],
+                *[f"{_pct(t['mean'])} ± {_pct(t['std'])}" for t in summary["tpir_at_fpir"]],
+            )
+        console.print(table)
     for warning in report.warnings:
         console.print(f"warning: {warning}", style="yellow")

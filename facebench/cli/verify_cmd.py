@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -16,11 +17,11 @@ from facebench.metrics.compat import COMPAT_KFOLD
 from protocols import PROTOCOLS
 
 
-def _far_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...]:
+def _far_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, ...] | None:
     if value is None:
-        from facebench.evaluate import DEFAULT_FAR_TARGETS
-
-        return DEFAULT_FAR_TARGETS
+        return None
     try:
         targets = tuple(float(v) for v in value.split(","))
     except ValueError:
@@ -63,7 +64,35 @@ def _far_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "far_targets",
     callback=_far_list,
     default=None,
-    help="Comma-separated FAR targets for TAR@FAR [default: 1e-3,1e-2].",
+    help="Comma-separated FAR targets for TAR@FAR [default: LFW/YTF 1e-3,1e-2; IJB-A"
+    " 1e-4,1e-3,1e-2; IJB-B/C 1e-6 ... 1e-1].",
+)
+@click.option(
+    "--fpir",
+    "fpir_targets",
+    callback=_far_list,
+    default=None,
+    help="Comma-separated FPIR targets for 1:N TPIR [default: 0.01,0.1].",
+)
+@click.option(
+    "--protocol-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="IJB-A/B/C: the folder of the user's protocol files (never shipped).",
+)
+@click.option(
+    "--split",
+    "split_numbers",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="IJB-A: evaluate only this split (repeatable).",
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(["mean", "media", "norm", "insightface"]),
+    default="media",
+    show_default=True,
+    help="Template pooling for IJB protocols (PROTOCOLS.md).",
 )
 @click.option(
     "--tar-rule",
@@ -111,7 +140,11 @@ def verify_command(
     features: Path,
     pairs: Path | None,
     json_path: Path | None,
-    far_targets: tuple[float, ...],
+    far_targets: tuple[float, ...] | None,
+    fpir_targets: tuple[float, ...] | None,
+    protocol_dir: Path | None,
+    split_numbers: tuple[int, ...],
+    pooling: str,
     tar_rule: str,
     compat: str | None,
     flip_fusion: str,
@@ -130,31 +163,64 @@ def verify_command(
       facebench verify --protocol lfw --features lfw.h5 --json lfw.json
       facebench verify --protocol lfw --features lfw.h5 --compat insightface --flip-fusion sum-raw
       facebench verify --protocol ytf --features ytf.h5 --json ytf.json
+      facebench verify --protocol ijba --protocol-dir /data/IJB-A --features ijba.h5 \\
+          --json ijba.json
     """
-    from facebench.evaluate import VerifyOptions, evaluate_pairs
     from facebench.report import scores_path_for, write_report
-    from facebench.tables import render_fold_report
 
     if json_path is not None:  # fail before any work, never after
         check_writable(json_path, overwrite)
         check_writable(scores_path_for(json_path), overwrite)
     if not features.exists():
         raise FacebenchError(
-            f"{features}: no such feature store; write one with `facebench import`"
+            f"{features}: no such feature store; write one with `facebench import` or"
+            " `facebench extract`"
         )
-    protocol = PROTOCOLS[protocol_name].load(pairs)
-    options = VerifyOptions(
-        far_targets=far_targets,
-        tar_rule=tar_rule,
-        compat=compat,
-        flip_fusion=flip_fusion,
-        video_pooling=video_pooling,
-        n_frames=n_frames,
-        allow_skipped=allow_skipped,
-        label=label,
-    )
-    report, pair_data = evaluate_pairs(protocol, features, options)
-    render_fold_report(report, Console(file=sys.stdout, width=100))
+    spec = PROTOCOLS[protocol_name]
+    console = Console(file=sys.stdout, width=110)
+    if spec.kind == "templates":
+        from facebench.evaluate_splits import SplitOptions, evaluate_templates
+        from facebench.tables import render_split_report
+
+        if protocol_dir is None:
+            raise FacebenchError(
+                f"--protocol {protocol_name} needs --protocol-dir: the folder of your copy of"
+                " the protocol files (they are licensed and not shipped)"
+            )
+        protocol = spec.load(protocol_dir)
+        split_options = SplitOptions(
+            far_targets=far_targets,
+            fpir_targets=fpir_targets or (0.01, 0.1),
+            tar_rule=tar_rule,
+            pooling=pooling,
+            flip_fusion=flip_fusion,
+            splits=split_numbers or None,
+            allow_skipped=allow_skipped,
+            label=label,
+        )
+        split_report, pair_data = evaluate_templates(protocol, features, split_options)
+        render_split_report(split_report, console)
+        report: Any = split_report
+    else:
+        from facebench.evaluate import DEFAULT_FAR_TARGETS, VerifyOptions, evaluate_pairs
+        from facebench.tables import render_fold_report
+
+        for given, name in ((protocol_dir, "--protocol-dir"), (split_numbers, "--split")):
+            if given:
+                raise FacebenchError(f"{name} is for IJB protocols, not --protocol {protocol_name}")
+        options = VerifyOptions(
+            far_targets=far_targets or DEFAULT_FAR_TARGETS,
+            tar_rule=tar_rule,
+            compat=compat,
+            flip_fusion=flip_fusion,
+            video_pooling=video_pooling,
+            n_frames=n_frames,
+            allow_skipped=allow_skipped,
+            label=label,
+        )
+        fold_report, pair_data = evaluate_pairs(spec.load(pairs), features, options)
+        render_fold_report(fold_report, console)
+        report = fold_report
     if json_path is not None:
         written, npz = write_report(report, json_path, pair_data, overwrite=overwrite)
         click.echo(f"wrote {written} and {npz}", err=True)
