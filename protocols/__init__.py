@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocols import lfw, ytf
+from protocols import ijba, lfw, ytf
 from protocols._types import (
     Identification,
     PairsProtocol,
@@ -54,6 +54,13 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         description="YouTube Faces: 5,000 video pairs in 10 splits (shipped splits.txt)",
         load=ytf.load,
         official=ytf.OFFICIAL,
+    ),
+    "ijba": ProtocolSpec(
+        name="ijba",
+        kind="templates",
+        description="IJB-A: 1:1 and 1:N over 10 splits (your IJB-A_11_sets/ and IJB-A_1N_sets/)",
+        load=ijba.load,
+        official={"n_splits": 10},
     ),
 }
 

@@ -30,6 +30,7 @@ class ExtractRequest:
     overrides: dict[str, Any] | None = None
     landmarks: Path | None = None
     boxes: Path | None = None
+    protocol_dir: Path | None = None
 
 
 def select_items(request: ExtractRequest) -> list[sources.Item]:
@@ -40,11 +41,14 @@ def select_items(request: ExtractRequest) -> list[sources.Item]:
         from protocols import PROTOCOLS
 
         spec = PROTOCOLS[request.protocol]
-        protocol = spec.load(None)
-        if spec.kind == "videos":
-            items = video_items(request.root, protocol.items)
+        if spec.kind == "templates":
+            items = template_items(request.protocol, request.root, request.protocol_dir)
         else:
-            items = sources.keyed_items(request.root, protocol.items)
+            protocol = spec.load(None)
+            if spec.kind == "videos":
+                items = video_items(request.root, protocol.items)
+            else:
+                items = sources.keyed_items(request.root, protocol.items)
     elif request.list_file:
         items = sources.list_items(request.root, request.list_file)
     else:
@@ -54,6 +58,30 @@ def select_items(request: ExtractRequest) -> list[sources.Item]:
     if landmarks is not None or boxes is not None:
         items = sources.attach(items, landmarks=landmarks, boxes=boxes)
     return items
+
+
+def template_items(name: str, root: Path, protocol_dir: Path | None) -> list[sources.Item]:
+    """The items of an IJB protocol: IJB-A face boxes cropped from the full images (store id
+    ``<FILE>#<SIGHTING_ID>``); IJB-B/C loose crops aligned with their 5 landmarks (store id
+    ``loose_crop/<name>``)."""
+    from protocols import PROTOCOLS
+
+    protocol = PROTOCOLS[name].load(protocol_dir or root)
+    if name == "ijba":
+        from protocols import ijba
+
+        boxes = ijba.boxes(protocol)
+        # The parser refuses FILE values that leave the folder; one image can hold several
+        # face boxes (one item each).
+        return [
+            sources.Item(id=key, path=root / ijba.image_path(key), box=boxes[key])
+            for key in protocol.items
+        ]
+    from protocols import ijbc
+
+    marks = ijbc.landmarks(protocol)
+    items = sources.keyed_items(root, protocol.items)
+    return [sources.Item(id=i.id, path=i.path, landmarks=marks[i.id]) for i in items]
 
 
 def video_items(root: Path, videos: Sequence[str]) -> list[sources.Item]:
