@@ -258,7 +258,7 @@ def evaluate_templates(
                     "cmc_curve": [float(curve[r]) for r in sorted(curve)],
                     "tpir_at_fpir": [
                         _operating(p)
-                        for p in tpir_at_fpir(result, options.fpir_targets, options.tar_rule)
+                        for p in tpir_at_fpir(result, options.fpir_targets, _tpir_rule(options))
                     ],
                 }
             )
@@ -296,6 +296,13 @@ def evaluate_templates(
     )
     data = {k: np.concatenate(v) for k, v in {**pair_parts, **probe_parts}.items() if v}
     return report, data
+
+
+def _tpir_rule(options: SplitOptions) -> str:
+    """TPIR takes the TAR rule when it has one of that name (exact, count), else exact."""
+    from facebench.metrics.identification import TPIR_RULES
+
+    return options.tar_rule if options.tar_rule in TPIR_RULES else "exact"
 
 
 def _mean_search(searches: list[dict[str, Any]]) -> dict[str, Any]:
@@ -349,6 +356,7 @@ def _conventions(options: SplitOptions, far_targets: Sequence[float]) -> dict[st
         "pooling": options.pooling,
         "flip_fusion": options.flip_fusion,
         "tar_rule": options.tar_rule,
+        "tpir_rule": _tpir_rule(options),
         "far_targets": list(far_targets),
         "fpir_targets": list(options.fpir_targets),
         "templates": "pooled per split; a template id never shares items across splits",

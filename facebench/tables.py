@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -74,8 +75,7 @@ def render_fold_report(report: FoldReport, console: Console) -> None:
         f"flip fusion: {report.conventions.get('flip_fusion')}",
         style="dim",
     )
-    for warning in report.warnings:
-        console.print(f"warning: {warning}", style="yellow")
+    print_warnings(report.warnings)
 
 
 def _pct(value: float | None) -> str:
@@ -164,5 +164,11 @@ def render_split_report(report: SplitReport, console: Console) -> None:
                 *[f"{_pct(t['mean'])} ± {_pct(t['std'])}" for t in summary["tpir_at_fpir"]],
             )
         console.print(table)
-    for warning in report.warnings:
-        console.print(f"warning: {warning}", style="yellow")
+    print_warnings(report.warnings)
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """Warnings go to stderr (results to stdout), one line each."""
+    err = Console(file=sys.stderr, highlight=False)
+    for warning in warnings:
+        err.print(f"warning: {warning}", style="yellow", soft_wrap=True)

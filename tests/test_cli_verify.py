@@ -325,4 +325,4 @@ def test_skipped_items_are_refused_unless_allowed(tmp_path: Path, raw: np.ndarra
     assert report["n_pairs"] == 6000 - n_lost
     assert report["counts"]["pairs_dropped_skipped"] == n_lost
     assert any("dropped" in w for w in report["warnings"])
-    assert "warning:" in result.stdout
+    assert "warning:" in result.stderr and "warning:" not in result.stdout
