@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocols import ijba, lfw, ytf
+from protocols import ijba, ijbc, lfw, ytf
 from protocols._types import (
     Identification,
     PairsProtocol,
@@ -61,6 +61,20 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         description="IJB-A: 1:1 and 1:N over 10 splits (your IJB-A_11_sets/ and IJB-A_1N_sets/)",
         load=ijba.load,
         official={"n_splits": 10},
+    ),
+    "ijbb": ProtocolSpec(
+        name="ijbb",
+        kind="templates",
+        description="IJB-B: 1:1 (8,010,270 pairs) and 1:N S1/S2 (your insightface-style meta/)",
+        load=ijbc.load_ijbb,
+        official={"n_templates": 12115, "n_pairs": 8010270},
+    ),
+    "ijbc": ProtocolSpec(
+        name="ijbc",
+        kind="templates",
+        description="IJB-C: 1:1 (15,658,489 pairs) and 1:N G1/G2 (your insightface-style meta/)",
+        load=ijbc.load_ijbc,
+        official={"n_templates": 23124, "n_pairs": 15658489},
     ),
 }
 

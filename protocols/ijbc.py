@@ -1,0 +1,1025 @@
+"""IJB-B and IJB-C: 1:1 template verification and 1:N open-set search (insightface's meta files).
+
+The licensed NIST metadata is never shipped: users point ``--protocol-dir`` at their own copy
+of the files that insightface distributes (``recognition/_evaluation_/ijb``)::
+
+    <protocol_dir>/loose_crop/<image_name>             the crops (store id loose_crop/<name>)
+    <protocol_dir>/meta/ijbc_face_tid_mid.txt          image_name template_id media_id
+    <protocol_dir>/meta/ijbc_template_pair_label.txt   template_id_1 template_id_2 label (1 / 0)
+    <protocol_dir>/meta/ijbc_name_5pts_score.txt       image_name x1 y1 ... x5 y5 detector_score
+    <protocol_dir>/meta/ijbc_1N_gallery_G1.csv         1:N, optional (all three or none)
+    <protocol_dir>/meta/ijbc_1N_gallery_G2.csv
+    <protocol_dir>/meta/ijbc_1N_probe_mixed.csv
+
+IJB-B: the prefix ``ijbb`` and the galleries ``S1`` and ``S2``. Each file is found by name in
+``meta/`` or directly in ``protocol_dir`` (both at once is an error: which one is meant?).
+
+Conventions:
+
+- The ``.txt`` files: fields separated by ASCII whitespace, LF (the release) or CRLF line
+  ends, blank lines ignored; line numbers in errors are the file's physical lines.
+- Each ``tid_mid`` line is one loose crop (the release names them ``1.jpg``, ``2.jpg``, ... and
+  insightface pairs the line with the landmarks line of the same position), so an image name
+  occurs once. A line repeated exactly is kept once, counted and warned about (the rule of
+  IJB-A in PROTOCOLS.md); the same name with another template or media is an error.
+- Landmarks and detector scores are joined to ``tid_mid`` by image name, never by line order;
+  an image without a landmarks line is an error, a landmarks line for no image a warning.
+- A 1:1 template is every ``tid_mid`` row with its template id; ``Templates.ids`` are sorted
+  ascending; ``item_score`` is the detector score; subjects come from the 1:N files when they
+  are read (else -1): the pair file's labels define 1:1, and a label that disagrees with the
+  subjects is reported as a warning.
+- 1:N (insightface ``ijb_1n.py``; NIST's CSVs): one CSV row per face sighting on the
+  original media (``FILENAME`` is a full image or a video frame, not a loose crop); only the
+  first two columns, TEMPLATE_ID and SUBJECT_ID, are read (as insightface does). A 1:N
+  template is made of the ``tid_mid`` rows with the same template id (insightface's
+  ``image2template_feature`` selects them from the ``tid_mid`` arrays), so the 1:N templates
+  are 1:1 templates (IJB-C: 1,772 + 1,759 gallery and 19,593 probe templates = 23,124). Each
+  gallery is one :class:`Identification` whose probes are all of ``probe_mixed``; a probe is
+  mated when its subject has a template in that gallery. insightface searches G1 and G2 as
+  one gallery; facebench reports each gallery and their mean (PROTOCOLS.md "Reports").
+
+Parsing is vectorized (numpy over the file's bytes, in 1 MiB chunks; template ids -> positions
+by a lookup table): the whole IJB-C 1:1 load, 15.7 M pairs included, takes about 4-5 s on a
+2-core VM. Lines are only examined one by one to name the first bad line
+of a chunk that failed the bulk checks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from facebench.errors import InputFormatError, located
+from protocols._types import (
+    Identification,
+    Split,
+    TemplateProtocol,
+    Templates,
+    Verification,
+    files_sha256,
+)
+
+__all__ = [
+    "VARIANTS",
+    "Landmarks",
+    "Variant",
+    "landmarks",
+    "load_ijb",
+    "load_ijbb",
+    "load_ijbc",
+    "read_landmarks",
+]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One release: its file prefix, gallery names and official counts."""
+
+    name: str
+    galleries: tuple[str, str]
+    official: dict[str, int]
+
+    @property
+    def tid_mid(self) -> str:
+        """File name of the image -> template, media table."""
+        return f"{self.name}_face_tid_mid.txt"
+
+    @property
+    def pairs(self) -> str:
+        """File name of the 1:1 template pairs."""
+        return f"{self.name}_template_pair_label.txt"
+
+    @property
+    def landmarks(self) -> str:
+        """File name of the landmarks and detector scores."""
+        return f"{self.name}_name_5pts_score.txt"
+
+    def gallery(self, gallery: str) -> str:
+        """File name of a 1:N gallery."""
+        return f"{self.name}_1N_gallery_{gallery}.csv"
+
+    @property
+    def probes(self) -> str:
+        """File name of the 1:N probes."""
+        return f"{self.name}_1N_probe_mixed.csv"
+
+
+#: The releases (insightface's meta files). Counts: the papers and peers' printed shapes
+#: (IJB-B's 227,630 image lines and both 1:N totals as keras_insightface prints them).
+VARIANTS: dict[str, Variant] = {
+    "ijbc": Variant(
+        "ijbc",
+        ("G1", "G2"),
+        {
+            "images": 469_375,
+            "templates": 23_124,
+            "pairs": 15_658_489,
+            "genuine": 19_557,
+            "gallery_templates": 3_531,
+            "probe_templates": 19_593,
+        },
+    ),
+    "ijbb": Variant(
+        "ijbb",
+        ("S1", "S2"),
+        {
+            "images": 227_630,
+            "templates": 12_115,
+            "pairs": 8_010_270,
+            "genuine": 10_270,
+            "gallery_templates": 1_845,
+            "probe_templates": 10_270,
+        },
+    ),
+}
+
+_CHUNK = 1 << 20  # bytes per vectorized block: cache-sized; tests shrink it
+_N_SHOWN = 5
+_FIELD = re.compile(rb"[^\x00-\x20]+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")  # control bytes other than whitespace
+_INT = re.compile(rb"[+-]?[0-9]+")
+_FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_POWERS_OF_TEN = np.array([float(f"1e{k}") for k in range(16)])  # exact doubles
+_INT64_LIMITS = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
+
+
+# -- reading files --------------------------------------------------------------------------
+
+
+def _locate(root: Path, name: str) -> str | None:
+    """The path of ``name`` relative to ``root`` (``meta/<name>`` or ``<name>``), or None."""
+    found = [rel for rel in (f"meta/{name}", name) if (root / rel).is_file()]
+    if len(found) == 2:
+        raise InputFormatError(
+            f"{root}: Expected one copy of {name}, but got both meta/{name} and {name}; "
+            "remove one of them"
+        )
+    return found[0] if found else None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputFormatError(f"{path}: cannot read the file ({err.strerror})") from None
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+
+
+def _shown(token: bytes | str, limit: int = 80) -> str:
+    text = token.decode("utf-8", "replace") if isinstance(token, bytes) else token
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+# -- the vectorized table reader ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A whitespace-separated file: an optional name column, then numeric columns.
+
+    Row -> line numbers are kept per chunk (a chunk without blank lines maps rows to lines
+    by an offset), since they are only needed to name a bad line.
+    """
+
+    names: list[bytes]  # empty when the file has no name column
+    values: npt.NDArray[Any]  # (n_rows, n_numeric); (0, n_numeric) when a sink took them
+    chunk_rows: list[int]  # first row of each chunk
+    chunk_lines: list[int]  # lines before each chunk
+    chunk_filled: list[IntArray | None]  # non-blank line offsets of a chunk with blank lines
+    n_rows: int = 0
+
+    def line(self, row: int) -> int:
+        """The 1-based physical line of ``row``."""
+        chunk = bisect.bisect_right(self.chunk_rows, row) - 1
+        offset = row - self.chunk_rows[chunk]
+        filled = self.chunk_filled[chunk]
+        return self.chunk_lines[chunk] + 1 + (offset if filled is None else int(filled[offset]))
+
+
+class _BadRow(Exception):
+    """Raised by a sink: row ``row`` of the table is wrong, ``message`` says how."""
+
+    def __init__(self, row: int, message: str) -> None:
+        super().__init__(message)
+        self.row = row
+        self.message = message
+
+
+#: A sink takes each chunk's parsed rows (n, n_numeric) and the table row of the first.
+_Sink = Callable[[npt.NDArray[Any], int], None]
+
+
+def _check_token(kind: str, token: bytes) -> str | None:
+    """What is wrong with one field (the slow, obviously-correct rule), or None."""
+    if kind == "name":
+        try:
+            token.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"Expected a UTF-8 image name, but got {_shown(token)}"
+        return None
+    if kind == "int":
+        if not _INT.fullmatch(token) or not _INT64_LIMITS[0] < int(token) < _INT64_LIMITS[1]:
+            return f"Expected an integer, but got {_shown(token)}"
+        return None
+    if not _FLOAT.fullmatch(token):
+        return f"Expected a finite number, but got {_shown(token)}"
+    return None
+
+
+def _explain_chunk(path: Path, chunk: bytes, first_line: int, kinds: tuple[str, ...]) -> None:
+    """Raise for the first bad field of ``chunk`` (its lines start at ``first_line``)."""
+    for offset, line in enumerate(chunk.split(b"\n")):
+        control = _CONTROL.search(line)
+        if control:
+            raise InputFormatError(
+                located(
+                    path,
+                    first_line + offset,
+                    f"Expected text, but got the control byte {control.group()!r}: {_shown(line)}",
+                )
+            )
+        for kind, token in zip(kinds, _FIELD.findall(line), strict=False):
+            problem = _check_token(kind, token)
+            if problem is not None:
+                raise InputFormatError(located(path, first_line + offset, problem))
+    last_line = first_line + chunk.count(b"\n")
+    raise InputFormatError(  # the bulk parser and the rules above disagree: report, not guess
+        f"{path}: lines {first_line}-{last_line} could not be parsed as numbers; please "
+        "report this file"
+    )
+
+
+def _chunks(data: bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` byte ranges of at most about ``_CHUNK`` bytes, cut after a newline."""
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\n", min(start + _CHUNK, len(data)) - 1)
+        end = len(data) if cut < 0 else cut + 1
+        ranges.append((start, end))
+        start = end
+    return ranges
+
+
+def _decimals(block: npt.NDArray[np.uint8]) -> FloatArray | None:
+    """The plain decimals (``-12.345``, at most 15 digits) of a block, or None if others.
+
+    strtod (``np.fromstring``) reads 5 M landmarks numbers in 1.7 s; this reads them in
+    about 0.3 s with identical results: mantissa m and d decimals give m / 10**d, a division
+    of two exactly represented doubles, which IEEE rounds to the double nearest m / 10**d,
+    as strtod does.
+    """
+    token = block > 32
+    dot = block == 46
+    sign = (block == 45) | (block == 43)
+    digit = (block >= 48) & (block <= 57)
+    begins = token.copy()
+    begins[1:] &= ~token[:-1]
+    if (token & ~(digit | dot | sign)).any() or (sign & ~begins).any():
+        return None
+    ends = token.copy()
+    ends[:-1] &= ~token[1:]
+    stops = np.flatnonzero(ends) + 1
+    index = np.cumsum(begins) - 1  # the token of each byte
+    n_tokens = stops.size
+    if n_tokens == 0:  # fromstring would read a 0 from mere whitespace
+        return np.empty(0)
+    digits = np.bincount(index[digit], minlength=n_tokens)
+    dots = np.flatnonzero(dot)
+    dotted = index[dots]  # ascending: a token with two dots repeats
+    if (digits == 0).any() or (digits > 15).any() or (np.diff(dotted) == 0).any():
+        return None
+    places = np.zeros(n_tokens, dtype=np.int64)
+    places[dotted] = stops[dotted] - dots - 1
+    try:
+        mantissa = np.fromstring(block[~(dot | sign)].tobytes(), dtype=np.int64, sep=" ")
+    except ValueError:  # a control byte that strtol does not skip
+        return None
+    if mantissa.size != n_tokens:
+        return None
+    negative = block[np.flatnonzero(begins)] == 45
+    return np.where(negative, -1.0, 1.0) * (mantissa / _POWERS_OF_TEN[places])
+
+
+def _parse_table(
+    path: Path, data: bytes, kinds: tuple[str, ...], layout: str, sink: _Sink | None = None
+) -> _Table:
+    """Parse ``data`` whose non-blank lines hold exactly ``len(kinds)`` fields.
+
+    ``kinds`` is ``("name", "int", ...)`` or ``("name", "float", ...)``: an optional name
+    first, then numbers of one kind. Bytes 0-32 (space, tab, CR, LF, other control bytes)
+    separate fields. ``sink``, when given, receives each chunk's rows instead of the table
+    (it may raise :class:`_BadRow`). Raises InputFormatError naming the first bad line.
+    """
+    has_name = kinds[0] == "name"
+    n_fields, n_numeric = len(kinds), len(kinds) - has_name
+    dtype = np.int64 if kinds[-1] == "int" else np.float64
+    buf = np.frombuffer(data, dtype=np.uint8)
+    n_max = 0 if sink else data.count(b"\n") + 1  # rows <= lines
+    values = np.empty((n_max, n_numeric), dtype=dtype)
+    table = _Table([], values, [], [], [])
+    n_rows = n_lines = 0
+    for start, end in _chunks(data):
+        block = buf[start:end]
+        space = block <= 32
+        begins = ~space
+        begins[1:] &= space[:-1]
+        line_ends = np.flatnonzero(block == 10)
+        if block[-1] != 10:  # the last line has no newline
+            line_ends = np.append(line_ends, block.size - 1)
+        line_starts = np.concatenate(([0], line_ends[:-1] + 1))
+        per_line = np.add.reduceat(begins.view(np.uint8), line_starts, dtype=np.int64)
+        bad = (per_line != 0) & (per_line != n_fields)
+        if bad.any():
+            i = int(np.argmax(bad))
+            text = data[start + int(line_starts[i]) : start + int(line_ends[i]) + 1].strip()
+            raise InputFormatError(
+                located(
+                    path,
+                    n_lines + i + 1,
+                    f"Expected {n_fields} fields ({layout}), but got {int(per_line[i])}: "
+                    f"{_shown(text, 200)}",
+                )
+            )
+        filled = np.flatnonzero(per_line) if (per_line == 0).any() else None
+        rows = per_line.size if filled is None else filled.size
+        table.chunk_rows.append(n_rows)
+        table.chunk_lines.append(n_lines)
+        table.chunk_filled.append(filled)
+        numeric = block
+        if has_name:
+            first = (np.cumsum(per_line) - per_line)[per_line > 0]
+            ends = ~space
+            ends[:-1] &= space[1:]
+            name_starts = np.flatnonzero(begins)[first]
+            name_ends = np.flatnonzero(ends)[first] + 1
+            table.names.extend(
+                data[start + a : start + b]
+                for a, b in zip(name_starts.tolist(), name_ends.tolist(), strict=True)
+            )
+            edge = np.zeros(block.size + 1, dtype=np.int8)
+            edge[name_starts] = 1
+            edge[name_ends] = -1
+            numeric = block.copy()
+            numeric[np.cumsum(edge[:-1], dtype=np.int8) > 0] = 32  # the names out of the way
+        parsed = _decimals(numeric) if dtype is np.float64 and rows else None
+        if not rows:  # fromstring reads a 0 from mere whitespace
+            parsed = np.empty(0, dtype=dtype)
+        elif parsed is None:
+            try:
+                parsed = np.fromstring(numeric.tobytes(), dtype=dtype, sep=" ")
+            except ValueError:
+                parsed = np.empty(0, dtype=dtype)
+        if parsed.size != rows * n_numeric or (
+            dtype is np.int64
+            and parsed.size
+            and (parsed.max() == _INT64_LIMITS[1] or parsed.min() == _INT64_LIMITS[0])
+        ):
+            _explain_chunk(path, data[start:end], n_lines + 1, kinds)
+        if sink is None:
+            values[n_rows : n_rows + rows] = parsed.reshape(rows, n_numeric)
+        else:
+            try:
+                sink(parsed.reshape(rows, n_numeric), n_rows)
+            except _BadRow as bad_row:
+                where = located(path, table.line(bad_row.row), bad_row.message)
+                raise InputFormatError(where) from None
+        n_rows += rows
+        n_lines += line_ends.size
+    if n_rows == 0:
+        raise InputFormatError(f"{path}: Expected lines of {layout}, but the file has none")
+    return dataclasses.replace(table, values=values[: 0 if sink else n_rows], n_rows=n_rows)
+
+
+def _decode_names(path: Path, table: _Table) -> list[str]:
+    try:
+        return [name.decode("utf-8") for name in table.names]
+    except UnicodeDecodeError:
+        for row, name in enumerate(table.names):
+            problem = _check_token("name", name)
+            if problem is not None:
+                raise InputFormatError(located(path, table.line(row), problem)) from None
+        raise
+
+
+def _first_bad(
+    path: Path, table: _Table, bad: npt.ArrayLike, describe: Callable[[int], str]
+) -> None:
+    """Raise ``describe(row)`` at the line of the first row where ``bad`` is True."""
+    if np.any(bad):
+        row = int(np.argmax(bad))
+        raise InputFormatError(located(path, table.line(row), describe(row)))
+
+
+def _drop_repeats(path: Path, names: list[str], table: _Table, what: str) -> npt.NDArray[np.bool_]:
+    """Keep mask: a line repeated exactly is kept once; a name with other values is an error."""
+    keep = np.ones(len(names), dtype=bool)
+    if len(set(names)) == len(names):
+        return keep
+    first: dict[str, int] = {}
+    for row, name in enumerate(names):
+        seen = first.setdefault(name, row)
+        if seen == row:
+            continue
+        if not np.array_equal(table.values[row], table.values[seen]):
+            raise InputFormatError(
+                located(
+                    path,
+                    table.line(row),
+                    f"Expected each image name once ({what}), but got {_shown(name)} again "
+                    f"with other values; it is also on line {table.line(seen)}",
+                )
+            )
+        keep[row] = False
+    return keep
+
+
+# -- the 1:N CSV reader ---------------------------------------------------------------------
+
+
+def _parse_csv(path: Path, data: bytes) -> tuple[IntArray, IntArray, IntArray]:
+    """TEMPLATE_ID and SUBJECT_ID of each row (the first two fields), and its line number.
+
+    The 1:N files have at most a few hundred thousand rows, so they are read line by line
+    (a vectorized reader was tried and found, by a property test, to accept rows whose
+    empty and space-split fields compensate each other).
+    """
+    first_line = data.split(b"\n", 1)[0]
+    header = [field.strip().upper() for field in first_line.split(b",")]
+    if header[:2] != [b"TEMPLATE_ID", b"SUBJECT_ID"]:
+        raise InputFormatError(
+            located(
+                path,
+                1,
+                "Expected a CSV header starting with TEMPLATE_ID,SUBJECT_ID, but got "
+                f"{_shown(first_line.strip(), 200)}",
+            )
+        )
+    return _parse_csv_slowly(path, data)
+
+
+def _parse_csv_slowly(path: Path, data: bytes) -> tuple[IntArray, IntArray, IntArray]:
+    """The rows of a 1:N CSV after its header, line by line, naming the first bad line."""
+    rows = data.split(b"\n")
+    templates: list[int] = []
+    subjects: list[int] = []
+    lines: list[int] = []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row.strip():
+            continue
+        fields = row.split(b",", 2)
+        if len(fields) < 2:
+            raise InputFormatError(
+                located(
+                    path,
+                    line_no,
+                    f"Expected TEMPLATE_ID,SUBJECT_ID,..., but got {_shown(row.strip(), 200)}",
+                )
+            )
+        tokens = [field.strip() for field in fields[:2]]
+        for token, what in zip(tokens, ("TEMPLATE_ID", "SUBJECT_ID"), strict=True):
+            if not token.isdigit() or int(token) >= 10**18:
+                raise InputFormatError(
+                    located(
+                        path,
+                        line_no,
+                        f"Expected {what} as a non-negative integer, but got {_shown(token)}",
+                    )
+                )
+        templates.append(int(tokens[0]))
+        subjects.append(int(tokens[1]))
+        lines.append(line_no)
+    if not templates:
+        raise InputFormatError(f"{path}: Expected rows after the header, but the file has none")
+    return (
+        np.asarray(templates, dtype=np.int64),
+        np.asarray(subjects, dtype=np.int64),
+        np.asarray(lines, dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class _SearchSet:
+    """One 1:N file: its distinct templates (sorted) and their subjects."""
+
+    name: str
+    ids: IntArray
+    subjects: IntArray
+    lines: IntArray  # the first line of each template
+    n_rows: int
+
+
+def _read_search_set(
+    path: Path, data: bytes, name: str, known: IntArray, tid_rel: str
+) -> _SearchSet:
+    templates, subjects, lines = _parse_csv(path, data)
+    order = np.argsort(templates, kind="stable")
+    ids, first = np.unique(templates[order], return_index=True)
+    subject_of = subjects[order][first]
+    # each row's subject against its template's first one
+    conflict = subjects[order] != np.repeat(subject_of, np.diff(np.append(first, order.size)))
+    if conflict.any():
+        row = int(order[np.argmax(conflict)])
+        tid = int(templates[row])
+        raise InputFormatError(
+            located(
+                path,
+                int(lines[row]),
+                f"Expected one subject per template, but template {tid} has subject "
+                f"{int(subjects[row])} here and {int(subject_of[np.searchsorted(ids, tid)])} "
+                "on an earlier line",
+            )
+        )
+    pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
+    absent = known[pos] != ids
+    if absent.any():
+        tid = int(ids[np.argmax(absent)])
+        row = int(np.argmax(templates == tid))
+        raise InputFormatError(
+            located(
+                path,
+                int(lines[row]),
+                f"Expected template ids that have images in {tid_rel}, but template {tid} has none",
+            )
+        )
+    return _SearchSet(name, ids, subject_of, lines[order][first], int(templates.size))
+
+
+# -- assembling the protocol ----------------------------------------------------------------
+
+
+def _landmark_table(path: Path) -> tuple[list[str], _Table, npt.NDArray[np.bool_]]:
+    """Names (repeats dropped), the parsed table, and the keep mask of its rows."""
+    table = _parse_table(
+        path, _read(path), ("name",) + ("float",) * 11, "image_name x1 y1 ... x5 y5 score"
+    )
+    names = _decode_names(path, table)
+    _first_bad(
+        path,
+        table,
+        ~np.isfinite(table.values).all(axis=1),
+        lambda row: (
+            "Expected finite landmark coordinates and detector score, but got "
+            f"{table.values[row].tolist()}"
+        ),
+    )
+    keep = _drop_repeats(path, names, table, "one line per image")
+    return _kept(names, keep), table, keep
+
+
+def _kept(names: list[str], keep: npt.NDArray[np.bool_]) -> list[str]:
+    if keep.all():
+        return names
+    return [name for name, k in zip(names, keep.tolist(), strict=True) if k]
+
+
+def _repeats_warning(rel: str, table: _Table, keep: npt.NDArray[np.bool_]) -> list[str]:
+    n_repeated = int(keep.size - keep.sum())
+    if not n_repeated:
+        return []
+    return [
+        f"{rel}: {n_repeated} exactly repeated lines were dropped (each kept once; the first "
+        f"on line {table.line(int(np.argmin(keep)))})"
+    ]
+
+
+def _images(
+    root: Path, tid_rel: str, pts_rel: str, warnings: list[str]
+) -> tuple[Templates, dict[str, Any]]:
+    """Every tid_mid template with its images, media and detector scores (subjects -1)."""
+    path = root / tid_rel
+    table = _parse_table(
+        path, _read(path), ("name", "int", "int"), "image_name template_id media_id"
+    )
+    _first_bad(
+        path,
+        table,
+        (table.values < 0).any(axis=1),
+        lambda row: (
+            "Expected non-negative template and media ids, but got "
+            f"{int(table.values[row, 0])} {int(table.values[row, 1])}"
+        ),
+    )
+    all_names = _decode_names(path, table)
+    keep = _drop_repeats(path, all_names, table, "each line is one loose crop")
+    names = _kept(all_names, keep)
+    warnings += _repeats_warning(tid_rel, table, keep)
+    template_of, media_of = table.values[keep, 0], table.values[keep, 1]
+
+    pts_names, pts, pts_keep = _landmark_table(root / pts_rel)
+    warnings += _repeats_warning(pts_rel, pts, pts_keep)
+    if pts_names == names:  # the release: the same images in the same order
+        scores = pts.values[pts_keep, 10]
+    else:
+        row_of = dict(zip(pts_names, range(len(pts_names)), strict=True))
+        where = [row_of.get(name, -1) for name in names]
+        lacking = [name for name, row in zip(names, where, strict=True) if row < 0]
+        if lacking:
+            raise InputFormatError(
+                f"{root / pts_rel}: Expected a landmarks line for every image of {tid_rel}, "
+                f"but {len(lacking)} have none (first {min(len(lacking), _N_SHOWN)}: "
+                f"{', '.join(lacking[:_N_SHOWN])})"
+            )
+        scores = pts.values[pts_keep, 10][where]
+        if len(pts_names) > len(names):
+            warnings.append(
+                f"{pts_rel}: {len(pts_names) - len(names)} landmarks lines name no image of "
+                f"{tid_rel}"
+            )
+    ids, position = np.unique(template_of, return_inverse=True)
+    templates = Templates(
+        ids=ids,
+        subjects=np.full(ids.size, -1, dtype=np.int64),
+        item_keys=tuple(f"loose_crop/{name}" for name in names),
+        item_template=position.astype(np.int64),
+        item_media=media_of,
+        item_score=scores,
+    )
+    counts = {
+        "image_lines": table.n_rows,
+        "images": len(names),
+        "templates": int(ids.size),
+        "media": int(np.unique(media_of).size),
+        "landmark_lines": pts.n_rows,
+        "repeated_lines_dropped": {
+            "tid_mid": int(keep.size - keep.sum()),
+            "landmarks": int(pts_keep.size - pts_keep.sum()),
+        },
+    }
+    return templates, counts
+
+
+def _lookup(ids: IntArray) -> Callable[[IntArray], IntArray]:
+    """A function: template ids -> positions in ``ids`` (sorted, distinct, >= 0), -1 if absent.
+
+    A dense table when the ids are small (the release's are below 200,000): one gather per
+    pair instead of a binary search (0.04 s instead of 1.6 s for IJB-C's 2 x 15.7 M ids).
+    """
+    top = int(ids[-1])
+    if top < max(1 << 22, 8 * ids.size):
+        table = np.full(top + 2, -1, dtype=np.int64)  # the last entry answers out-of-range ids
+        table[ids] = np.arange(ids.size)
+        return lambda wanted: table[np.clip(wanted, -1, top + 1)]
+
+    def search(wanted: IntArray) -> IntArray:
+        pos = np.minimum(np.searchsorted(ids, wanted), ids.size - 1)
+        return np.where(ids[pos] == wanted, pos, -1)
+
+    return search
+
+
+def _pairs(
+    root: Path, pairs_rel: str, ids: IntArray, tid_rel: str
+) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], _Table]:
+    """Positions in ``ids`` of both templates of each pair, is_same, the parsed table."""
+    path = root / pairs_rel
+    data = _read(path)
+    n_max = data.count(b"\n") + 1
+    left = np.empty(n_max, dtype=np.int64)
+    right = np.empty(n_max, dtype=np.int64)
+    is_same = np.empty(n_max, dtype=bool)
+    position = _lookup(ids)
+
+    def sink(rows: IntArray, first: int) -> None:
+        label = rows[:, 2]
+        bad = (label != 0) & (label != 1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise _BadRow(
+                first + row,
+                f"Expected the label 1 (genuine) or 0 (impostor), but got {int(label[row])}",
+            )
+        for column, out in ((0, left), (1, right)):
+            pos = position(rows[:, column])
+            if (pos < 0).any():
+                row = int(np.argmax(pos < 0))
+                raise _BadRow(
+                    first + row,
+                    f"Expected template ids listed in {tid_rel}, but template "
+                    f"{int(rows[row, column])} has no image there",
+                )
+            out[first : first + rows.shape[0]] = pos
+        is_same[first : first + rows.shape[0]] = label == 1
+
+    table = _parse_table(path, data, ("int",) * 3, "template_id_1 template_id_2 label", sink)
+    n = table.n_rows
+    return left[:n], right[:n], is_same[:n], table
+
+
+def _subset(templates: Templates, ids: IntArray, subjects: IntArray) -> Templates:
+    """The templates ``ids`` (sorted, all in ``templates.ids``) with their rows, in file order."""
+    where = np.searchsorted(templates.ids, ids)
+    new_index = np.full(templates.n_templates, -1, dtype=np.int64)
+    new_index[where] = np.arange(ids.size)
+    rows = np.flatnonzero(new_index[templates.item_template] >= 0)
+    score = templates.item_score
+    return Templates(
+        ids=ids,
+        subjects=subjects,
+        item_keys=tuple(templates.item_keys[i] for i in rows.tolist()),
+        item_template=new_index[templates.item_template[rows]],
+        item_media=templates.item_media[rows],
+        item_score=None if score is None else score[rows],
+    )
+
+
+def _identification(
+    root: Path, rels: list[str], names: list[str], templates: Templates, tid_rel: str
+) -> tuple[Templates, tuple[Identification, ...], dict[str, Any], list[str]]:
+    """The 1:N searches; ``rels``/``names``: the galleries' files and names, then the probes'.
+
+    Returns the templates with their subjects filled in, one Identification per gallery,
+    the counts and the warnings.
+    """
+    subjects = np.full(templates.n_templates, -1, dtype=np.int64)
+    sets = []
+    for name, rel in zip(names, rels, strict=True):
+        found = _read_search_set(root / rel, _read(root / rel), name, templates.ids, tid_rel)
+        where = np.searchsorted(templates.ids, found.ids)
+        clash = (subjects[where] >= 0) & (subjects[where] != found.subjects)
+        if clash.any():
+            i = int(np.argmax(clash))
+            raise InputFormatError(
+                located(
+                    root / rel,
+                    int(found.lines[i]),
+                    "Expected one subject per template across the 1:N files, but template "
+                    f"{int(found.ids[i])} has subject {int(found.subjects[i])} here and "
+                    f"{int(subjects[where[i]])} in an earlier file",
+                )
+            )
+        subjects[where] = found.subjects
+        sets.append(found)
+    warnings = []
+    if sum(s.ids.size for s in sets) != np.count_nonzero(subjects >= 0):
+        warnings.append("1:N: some templates are listed in more than one of the 1:N files")
+    templates = dataclasses.replace(templates, subjects=subjects)
+    probe_set = sets[-1]
+    probes = _subset(templates, probe_set.ids, probe_set.subjects)
+    searches = []
+    galleries: dict[str, Any] = {}
+    for gallery_set in sets[:-1]:
+        gallery = _subset(templates, gallery_set.ids, gallery_set.subjects)
+        searches.append(Identification(gallery_set.name, gallery, probes))
+        mated = int(np.isin(probe_set.subjects, gallery_set.subjects).sum())
+        n_subjects = int(np.unique(gallery_set.subjects).size)
+        galleries[gallery_set.name] = {
+            "templates": int(gallery_set.ids.size),
+            "subjects": n_subjects,
+            "rows": gallery_set.n_rows,
+            "mated_probes": mated,
+            "non_mated_probes": int(probe_set.ids.size) - mated,
+        }
+        if n_subjects != gallery_set.ids.size:
+            warnings.append(
+                f"1:N gallery {gallery_set.name}: {gallery_set.ids.size} templates of "
+                f"{n_subjects} subjects (the release has one template per subject)"
+            )
+    counts = {
+        "galleries": galleries,
+        "probe_templates": int(probe_set.ids.size),
+        "probe_rows": probe_set.n_rows,
+    }
+    return templates, tuple(searches), counts, warnings
+
+
+def _label_check(
+    subject: IntArray,
+    left: IntArray,
+    right: IntArray,
+    is_same: npt.NDArray[np.bool_],
+    rel: str,
+    table: _Table,
+) -> list[str]:
+    """A warning when pair labels disagree with the subjects the 1:N files give."""
+    n_disagree, first = 0, -1
+    step = 1 << 20  # blocks: no 15.7 M-long temporaries
+    for start in range(0, is_same.size, step):
+        a, b = subject[left[start : start + step]], subject[right[start : start + step]]
+        disagree = (a >= 0) & (b >= 0) & ((a == b) != is_same[start : start + step])
+        if disagree.any():
+            n_disagree += int(disagree.sum())
+            first = start + int(np.argmax(disagree)) if first < 0 else first
+    if not n_disagree:
+        return []
+    return [
+        f"{rel}: {n_disagree} pair labels disagree with the 1:N files' subjects (first on "
+        f"line {table.line(first)})"
+    ]
+
+
+def _official_warnings(variant: Variant, observed: dict[str, int]) -> list[str]:
+    differ = [
+        f"{key} {observed[key]:,} (official {variant.official[key]:,})"
+        for key in variant.official
+        if key in observed and observed[key] != variant.official[key]
+    ]
+    if not differ:
+        return []
+    return [
+        f"{variant.name}: the counts differ from the official release: {'; '.join(differ)}; "
+        "numbers are not comparable with published results"
+    ]
+
+
+def _search_files(root: Path, spec: Variant, identification: bool | None) -> list[str]:
+    """The 1:N files' relative paths (galleries, then probes), or [] for 1:1 only."""
+    names = [spec.gallery(g) for g in spec.galleries] + [spec.probes]
+    found = {name: _locate(root, name) for name in names} if identification is not False else {}
+    missing = [name for name, rel in found.items() if rel is None]
+    if identification is None and len(missing) == len(names):
+        return []
+    if missing:
+        raise InputFormatError(
+            f"{root / 'meta'}: Expected the 1:N files {', '.join(names)}, but "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; add them, or "
+            "remove the others to evaluate 1:1 only"
+        )
+    return [rel for rel in found.values() if rel is not None]
+
+
+def load_ijb(
+    protocol_dir: str | Path | None, variant: str, *, identification: bool | None = None
+) -> TemplateProtocol:
+    """Parse an IJB-B or IJB-C protocol folder into one split of 1:1 pairs and 1:N searches.
+
+    Parameters
+    ----------
+    protocol_dir : str or Path
+        The folder holding ``meta/`` (and ``loose_crop/``), see the module docstring.
+    variant : {"ijbc", "ijbb"}
+        The release.
+    identification : bool or None
+        Read the 1:N files: None when any of the three exists (then all must), True requires
+        them, False skips them (they are then neither read nor part of ``sha256``).
+
+    Returns
+    -------
+    TemplateProtocol
+        ``name`` = variant, one :class:`Split` (``split`` = 1) holding the 1:1
+        :class:`Verification` (every ``tid_mid`` template; ``left``/``right`` index its
+        sorted ``ids``) and, with 1:N, one :class:`Identification` per gallery ("G1", "G2"
+        or "S1", "S2") sharing the probe templates. ``files``: the relative paths read;
+        ``sha256`` = ``files_sha256`` of them. ``counts``: image_lines, images, templates,
+        media, landmark_lines, repeated_lines_dropped {tid_mid, landmarks}, pairs, genuine,
+        impostor and, with 1:N, identification {galleries {name: {templates, subjects, rows,
+        mated_probes, non_mated_probes}}, probe_templates, probe_rows}. ``warnings``: repeated
+        lines, unused landmarks, differences from the official counts, ...
+
+    Raises
+    ------
+    InputFormatError
+        A missing file (naming the expected path) or a bad line ("file:line: Expected ...,
+        but got ...").
+    """
+    spec = VARIANTS[variant]
+    label = variant.upper().replace("IJB", "IJB-")
+    if protocol_dir is None:
+        raise InputFormatError(
+            f"{label} is licensed and not shipped: pass --protocol-dir, the folder holding "
+            f"meta/{spec.tid_mid}"
+        )
+    root = Path(protocol_dir)
+    if not root.is_dir():
+        raise InputFormatError(f"{root}: Expected the {label} protocol folder (with meta/)")
+    required = []
+    for name in (spec.tid_mid, spec.pairs, spec.landmarks):
+        rel = _locate(root, name)
+        if rel is None:
+            raise InputFormatError(
+                f"{root / 'meta' / name}: no such file; {label} needs meta/{name} in the "
+                "protocol folder (insightface's meta files)"
+            )
+        required.append(rel)
+    tid_rel, pairs_rel, pts_rel = required
+    search_rels = _search_files(root, spec, identification)
+
+    warnings: list[str] = []
+    templates, counts = _images(root, tid_rel, pts_rel, warnings)
+    left, right, is_same, pair_table = _pairs(root, pairs_rel, templates.ids, tid_rel)
+    counts.update(
+        pairs=int(is_same.size),
+        genuine=int(is_same.sum()),
+        impostor=int(is_same.size - is_same.sum()),
+    )
+    observed = {key: counts[key] for key in ("images", "templates", "pairs", "genuine")}
+    searches: tuple[Identification, ...] = ()
+    if search_rels:
+        search_names = [*spec.galleries, "probe_mixed"]
+        templates, searches, found, notes = _identification(
+            root, search_rels, search_names, templates, tid_rel
+        )
+        counts["identification"] = found
+        warnings += notes
+        observed["gallery_templates"] = sum(g["templates"] for g in found["galleries"].values())
+        observed["probe_templates"] = found["probe_templates"]
+        warnings += _label_check(templates.subjects, left, right, is_same, pairs_rel, pair_table)
+    warnings += _official_warnings(spec, observed)
+    files = [tid_rel, pairs_rel, pts_rel, *search_rels]
+    return TemplateProtocol(
+        name=variant,
+        source=str(root),
+        sha256=files_sha256(root, files),
+        splits=(Split(1, Verification(templates, left, right, is_same), searches),),
+        counts=counts,
+        warnings=tuple(warnings),
+        files=tuple(files),
+    )
+
+
+def load_ijbc(
+    protocol_dir: str | Path | None, *, identification: bool | None = None
+) -> TemplateProtocol:
+    """IJB-C from insightface's meta files; see :func:`load_ijb` (galleries G1, G2)."""
+    return load_ijb(protocol_dir, "ijbc", identification=identification)
+
+
+def load_ijbb(
+    protocol_dir: str | Path | None, *, identification: bool | None = None
+) -> TemplateProtocol:
+    """IJB-B from insightface's meta files; see :func:`load_ijb` (galleries S1, S2)."""
+    return load_ijb(protocol_dir, "ijbb", identification=identification)
+
+
+# -- landmarks for the extractor ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """The landmarks file: 5 points and a detector score per loose crop.
+
+    Attributes
+    ----------
+    keys : tuple of str, length N
+        Store ids, ``loose_crop/<image_name>``, in file order (repeated lines dropped).
+    points : ndarray of float64, shape (N, 10)
+        ``x1 y1 ... x5 y5`` in pixels of the loose crop, in the file's order of points.
+    score : ndarray of float64, shape (N,)
+        The detector score (insightface multiplies features by it before pooling).
+    """
+
+    keys: tuple[str, ...]
+    points: FloatArray
+    score: FloatArray
+
+    def as_dict(self) -> dict[str, tuple[float, ...]]:
+        """Store id -> the 10 numbers: the mapping ``facebench.extract.sources.attach`` takes."""
+        return dict(zip(self.keys, map(tuple, self.points.tolist()), strict=True))
+
+
+def read_landmarks(protocol_dir: str | Path, variant: str = "ijbc") -> Landmarks:
+    """Read ``<variant>_name_5pts_score.txt`` of a protocol folder (found as the loader does).
+
+    Raises
+    ------
+    InputFormatError
+        A missing file, a bad line, or an image name on two lines with other values.
+    """
+    root = Path(protocol_dir)
+    name = VARIANTS[variant].landmarks
+    rel = _locate(root, name)
+    if rel is None:
+        raise InputFormatError(f"{root / 'meta' / name}: no such file")
+    names, table, keep = _landmark_table(root / rel)
+    return Landmarks(
+        keys=tuple(f"loose_crop/{n}" for n in names),
+        points=table.values[keep, :10],
+        score=table.values[keep, 10],
+    )
+
+
+def landmarks(protocol: TemplateProtocol) -> dict[str, tuple[float, ...]]:
+    """Store id -> ``(x1, y1, ..., x5, y5)`` for every item of an IJB-B/C protocol.
+
+    Re-reads the landmarks file of ``protocol.source`` (the one :func:`load_ijb` read), for
+    ``facebench.extract.sources.attach(items, landmarks=...)``.
+
+    Raises
+    ------
+    InputFormatError
+        When the protocol is not IJB-B/C, or an item has no landmarks (the file changed).
+    """
+    if protocol.name not in VARIANTS:
+        raise InputFormatError(f"Expected an IJB-B or IJB-C protocol, but got {protocol.name!r}")
+    table = read_landmarks(protocol.source, protocol.name)
+    row_of = dict(zip(table.keys, range(len(table.keys)), strict=True))
+    items = protocol.items
+    lacking = [key for key in items if key not in row_of]
+    if lacking:
+        raise InputFormatError(
+            f"{protocol.source}: Expected landmarks for every item, but {len(lacking)} have "
+            f"none (first: {', '.join(lacking[:_N_SHOWN])}); was the landmarks file changed?"
+        )
+    rows = table.points.tolist()
+    return {key: tuple(rows[row_of[key]]) for key in items}
