@@ -1,8 +1,10 @@
-"""ROC and DET figures over facebench reports (PROTOCOLS.md, "Reports").
+"""ROC, DET and CMC figures over facebench reports (PROTOCOLS.md, "Reports").
 
 The figures are drawn from what a report holds: the downsampled ``roc`` curve (fold
 protocols) or every split's ``roc`` (split protocols), and the exact ``tar_at_far``
-operating points. Nothing is recomputed and no point is invented.
+operating points; for CMC, each 1:N search's ``cmc_curve`` (split protocols with 1:N) and
+the summary's ``cmc``. Nothing is recomputed and no point is invented; the only arithmetic
+is the mean of the splits' curves that a multi-split CMC figure draws as its main line.
 
 matplotlib (and scipy, for the DET axes) are imported inside the functions that draw, so
 ``import facebench.plotting`` stays cheap. Figures are built with
@@ -46,6 +48,13 @@ DET_TICKS_PERCENT = (1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 2, 5, 10, 20, 40, 60, 80, 9
 ROC_XLABEL = "False accept rate (FAR)"
 ROC_YLABEL = "True accept rate (TAR)"
 DET_YLABEL = "False reject rate (FRR)"
+CMC_XLABEL = "Rank"
+CMC_YLABEL = "Identification rate (closed set)"
+
+#: The ``gallery`` of the averaged 1:N entry (IJB-B/C: the mean over the two galleries).
+MEAN_GALLERY = "mean"
+#: Line styles of the individual galleries in a CMC figure (G1, G2 / S1, S2, then more).
+GALLERY_LINESTYLES = ("--", ":", "-.")
 
 
 class PlotError(FacebenchError):
@@ -74,6 +83,41 @@ class RocCurve:
     point_tar: np.ndarray
     n_genuine: int
     n_impostor: int
+
+
+@dataclass(frozen=True)
+class CmcCurves:
+    """What one split report contributes to a CMC figure.
+
+    Every curve is an identification rate per rank: element ``r - 1`` is the rate at rank
+    ``r`` (the fraction of mated probes whose mate is within rank ``r``), ``r = 1..n_ranks``.
+
+    Attributes
+    ----------
+    name : str
+        The legend name before disambiguation (see :func:`plot_roc`).
+    headline : str or None
+        The summary's rank-1 rate (see :func:`cmc_headline`).
+    mean : numpy.ndarray, shape (n_ranks,)
+        The main line: the mean over the splits of each split's headline search (the
+        ``gallery: "mean"`` entry when there are several galleries, else the only one).
+    splits : numpy.ndarray, shape (n_splits, n_ranks)
+        Each split's headline search.
+    galleries : tuple of (str, numpy.ndarray of shape (n_ranks,))
+        With several galleries (IJB-B/C: G1, G2 or S1, S2), each gallery's curve averaged
+        over the splits, in report order; empty with one gallery (IJB-A).
+    point_rank, point_rate : numpy.ndarray, shape (n_points,)
+        The summary's ``cmc`` ranks (``"1"``, ``"5"``, ``"10"``) within ``1..n_ranks`` and
+        their mean rates over the splits.
+    """
+
+    name: str
+    headline: str | None
+    mean: np.ndarray
+    splits: np.ndarray
+    galleries: tuple[tuple[str, np.ndarray], ...]
+    point_rank: np.ndarray
+    point_rate: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -154,6 +198,29 @@ def report_headline(report: Mapping[str, Any]) -> str | None:
     return text if stderr is None else f"{text} ± {100 * stderr:.2f} (s.e.)"
 
 
+def cmc_headline(report: Mapping[str, Any]) -> str | None:
+    """Return the 1:N headline of a split report, as shown in a CMC legend.
+
+    ``"rank-1 0.825 ± 0.035"``: the summary's rank-1 identification rate, mean ± std over
+    the splits (the ``± std`` part is left out when std is null, as with a single split).
+
+    Returns
+    -------
+    str or None
+        None when the report holds no ``summary.cmc["1"]`` mean.
+    """
+    summary = report.get("summary")
+    cmc = summary.get("cmc") if isinstance(summary, Mapping) else None
+    rank_1 = cmc.get("1") if isinstance(cmc, Mapping) else None
+    if not isinstance(rank_1, Mapping):
+        return None
+    mean, std = _number(rank_1.get("mean")), _number(rank_1.get("std"))
+    if mean is None:
+        return None
+    text = f"rank-1 {mean:.3f}"
+    return text if std is None else f"{text} ± {std:.3f}"
+
+
 def plot_roc(
     reports: Sequence[Mapping[str, Any]],
     *,
@@ -210,16 +277,7 @@ def plot_roc(
     """
     from matplotlib.figure import Figure
 
-    if not reports:
-        raise PlotError("expected at least one report to plot, but got none")
-    names_of_sources = (
-        [str(s) for s in sources]
-        if sources is not None
-        else [f"report {i + 1}" for i in range(len(reports))]
-    )
-    _check_count("sources", names_of_sources, len(reports))
-    if labels is not None:
-        _check_count("labels", labels, len(reports))
+    names_of_sources = _sources(reports, sources, labels)
     entries = [
         _read_report(report, source, None if labels is None else labels[i])
         for i, (report, source) in enumerate(zip(reports, names_of_sources, strict=True))
@@ -238,6 +296,73 @@ def plot_roc(
         _draw_roc(axes, entries, legend)
     axes.grid(True, which="major", alpha=0.5)
     axes.legend(loc="upper right" if det else "lower right", fontsize="small")
+    if title:
+        axes.set_title(title)
+    return figure
+
+
+def plot_cmc(
+    reports: Sequence[Mapping[str, Any]],
+    *,
+    sources: Sequence[str | os.PathLike[str]] | None = None,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Draw the CMC curves (identification rate against rank) of several split reports.
+
+    Each report gets one colour and one bold main line: the mean over its splits of each
+    split's headline search (``cmc_curve`` of the ``gallery: "mean"`` entry when a split
+    searches several galleries, else of its only search). With several splits (IJB-A) each
+    split's curve is drawn thin in the same colour; with several galleries (IJB-B/C) each
+    gallery's curve is drawn in the same colour, dashed (first gallery), dotted (second),
+    with its own legend entry and rank-1 rate, and the main line's entry says what it
+    averages (``"name (mean of G1 & G2), ..."``). The summary's ``cmc`` ranks (1, 5, 10) are
+    marked on the main line. The main line's legend entry gives the summary's rank-1 rate,
+    mean ± std over the splits (see :func:`cmc_headline`).
+
+    Axes: rank from 1 to the longest ``cmc_curve`` on a linear axis with a tick at every
+    integer rank; rate from 0 to 1.
+
+    Parameters
+    ----------
+    reports, sources, labels, title
+        As for :func:`plot_roc`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, one axes, not registered with pyplot.
+
+    Raises
+    ------
+    PlotError
+        When there is no report, or ``sources`` / ``labels`` do not have one entry per report.
+    facebench.errors.ReportError
+        When a report has no 1:N results (a fold report such as LFW or YTF, or a split
+        report verified without the 1:N files), or malformed ones (a missing or bad
+        ``cmc_curve``, splits with different galleries or curve lengths).
+    """
+    from matplotlib.figure import Figure
+
+    names_of_sources = _sources(reports, sources, labels)
+    entries = [
+        _read_cmc_report(report, source, None if labels is None else labels[i])
+        for i, (report, source) in enumerate(zip(reports, names_of_sources, strict=True))
+    ]
+    names = _distinct_names([e.name for e in entries], names_of_sources)
+
+    figure = Figure(figsize=(7.0, 5.6), layout="constrained")
+    axes = figure.add_subplot()
+    for i, (entry, name) in enumerate(zip(entries, names, strict=True)):
+        _draw_cmc(axes, f"C{i}", entry, name)
+    n_ranks = max(e.mean.size for e in entries)
+    axes.set_xlim(1 - 0.5, n_ranks + 0.5)
+    axes.set_xticks(range(1, n_ranks + 1))
+    axes.set_ylim(0.0, 1.0)
+    axes.set_xlabel(CMC_XLABEL)
+    axes.set_ylabel(CMC_YLABEL)
+    axes.grid(True, which="major", alpha=0.5)
+    axes.legend(loc="lower right", fontsize="small")
     if title:
         axes.set_title(title)
     return figure
@@ -268,13 +393,16 @@ def plot_roc_files(
     *,
     labels: Sequence[str] | None = None,
     det: bool = False,
+    cmc: bool = False,
     title: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Read report files, draw their ROC (or DET) curves, and save the figure to ``output``.
+    """Read report files, draw their ROC, DET or CMC curves, and save the figure to ``output``.
 
-    The output's format and writability are checked before any report is read or anything
-    is drawn. See :func:`plot_roc` for the figure and :func:`save_figure` for the file.
+    The choice of figure, the output's format and its writability are checked before any
+    report is read or anything is drawn. See :func:`plot_roc` (ROC, and DET with
+    ``det=True``) and :func:`plot_cmc` (``cmc=True``) for the figure and :func:`save_figure`
+    for the file.
 
     Returns
     -------
@@ -284,22 +412,50 @@ def plot_roc_files(
     Raises
     ------
     PlotError
-        An unknown output suffix, or not one label per report.
+        Both ``det`` and ``cmc``, an unknown output suffix, or not one label per report.
     facebench.errors.OutputExistsError
         ``output`` exists and ``overwrite`` is false.
     facebench.errors.ReportError
-        A report cannot be read, is not a report, or holds no ROC curve.
+        A report cannot be read, is not a report, or holds no ROC curve (no 1:N results
+        for ``cmc=True``).
     """
+    if det and cmc:
+        raise PlotError(
+            "expected one kind of figure, but got both --det and --cmc; a DET plot shows"
+            " 1:1 verification and a CMC 1:N identification, so draw them into two files"
+        )
     figure_format(output)
     check_writable(output, overwrite)
     if labels is not None:
         _check_count("labels", labels, len(report_paths))
     reports = [load_report(Path(path)) for path in report_paths]
-    figure = plot_roc(reports, sources=report_paths, labels=labels, det=det, title=title)
+    if cmc:
+        figure = plot_cmc(reports, sources=report_paths, labels=labels, title=title)
+    else:
+        figure = plot_roc(reports, sources=report_paths, labels=labels, det=det, title=title)
     return save_figure(figure, output, overwrite=overwrite)
 
 
 # -- reading reports ----------------------------------------------------------------------
+
+
+def _sources(
+    reports: Sequence[Mapping[str, Any]],
+    sources: Sequence[str | os.PathLike[str]] | None,
+    labels: Sequence[str] | None,
+) -> list[str]:
+    """Check the counts of reports, sources and labels; the source names, defaulted."""
+    if not reports:
+        raise PlotError("expected at least one report to plot, but got none")
+    names_of_sources = (
+        [str(s) for s in sources]
+        if sources is not None
+        else [f"report {i + 1}" for i in range(len(reports))]
+    )
+    _check_count("sources", names_of_sources, len(reports))
+    if labels is not None:
+        _check_count("labels", labels, len(reports))
+    return names_of_sources
 
 
 def _read_report(report: Mapping[str, Any], source: str, label: str | None) -> ReportCurves:
@@ -363,6 +519,114 @@ def _read_curve(entry: Mapping[str, Any], source: str, where: str) -> RocCurve:
     point_far = _rates([p[0] for p in points], source, f"{where}tar_at_far[].far_achieved", True)
     point_tar = _rates([p[1] for p in points], source, f"{where}tar_at_far[].tar", True)
     return RocCurve(far, tar, point_far, point_tar, n_genuine, n_impostor)
+
+
+def _read_cmc_report(report: Mapping[str, Any], source: str, label: str | None) -> CmcCurves:
+    """Extract and check what :func:`plot_cmc` draws from one report."""
+    splits = report.get("splits")
+    if not isinstance(splits, list):
+        splits = []
+    searched = [
+        i for i, e in enumerate(splits) if isinstance(e, Mapping) and e.get("identification")
+    ]
+    if not searched:
+        protocol = report.get("protocol")
+        kind = f"a {protocol} report" if isinstance(protocol, str) else "the report"
+        raise ReportError(
+            f"{source}: has no 1:N results ({kind} with no `identification` in any split);"
+            " --cmc needs an IJB report with 1:N: run `facebench verify --protocol"
+            " ijba|ijbb|ijbc` with the 1:N protocol files present"
+        )
+    if len(searched) != len(splits):
+        missing = next(i for i in range(len(splits)) if i not in searched)
+        raise ReportError(
+            f"{source}: expected 1:N results in every split, but `splits[{missing}]` has no"
+            " `identification`; re-run `facebench verify` to write a complete report"
+        )
+    per_split = [
+        _read_searches(entry["identification"], source, f"splits[{i}].identification")
+        for i, entry in enumerate(splits)
+    ]
+    galleries = list(per_split[0])
+    for i, curves in enumerate(per_split):
+        if list(curves) != galleries:
+            raise ReportError(
+                f"{source}: expected every split to search the galleries of `splits[0]`"
+                f" ({', '.join(galleries)}), but `splits[{i}]` searches"
+                f" {', '.join(curves)}; re-run `facebench verify` to write a consistent report"
+            )
+    lengths = {c.size for curves in per_split for c in curves.values()}
+    if len(lengths) != 1:
+        raise ReportError(
+            f"{source}: expected every `cmc_curve` to cover the same ranks, but got lengths"
+            f" {sorted(lengths)}; re-run `facebench verify` to write a consistent report"
+        )
+    named = [g for g in galleries if g != MEAN_GALLERY]
+    headline = MEAN_GALLERY if MEAN_GALLERY in galleries else named[0]
+    if headline != MEAN_GALLERY and len(named) > 1:
+        raise ReportError(
+            f'{source}: expected a `gallery: "{MEAN_GALLERY}"` search beside the galleries'
+            f" {', '.join(named)} (the average that the headline reports), but found none;"
+            " re-run `facebench verify` to write a complete report"
+        )
+    split_curves = np.stack([curves[headline] for curves in per_split])
+    mean = split_curves.mean(axis=0)
+    by_gallery = (
+        tuple((g, np.mean([curves[g] for curves in per_split], axis=0)) for g in named)
+        if len(named) > 1
+        else ()
+    )
+    point_rank, point_rate = _cmc_points(report, mean.size)
+    return CmcCurves(
+        name=_default_name(report, source, label),
+        headline=cmc_headline(report),
+        mean=mean,
+        splits=split_curves,
+        galleries=by_gallery,
+        point_rank=point_rank,
+        point_rate=point_rate,
+    )
+
+
+def _read_searches(searches: object, source: str, where: str) -> dict[str, np.ndarray]:
+    """``gallery`` -> ``cmc_curve`` of one split's 1:N searches, in report order."""
+    if not isinstance(searches, list):
+        raise ReportError(f"{source}: expected `{where}` to be a list, but got {searches!r:.60}")
+    curves: dict[str, np.ndarray] = {}
+    for k, search in enumerate(searches):
+        if not isinstance(search, Mapping):
+            raise ReportError(f"{source}: expected `{where}[{k}]` to be an object")
+        gallery = search.get("gallery")
+        if not isinstance(gallery, str) or not gallery:
+            raise ReportError(f"{source}: expected `{where}[{k}].gallery` to name a gallery")
+        if gallery in curves:
+            raise ReportError(
+                f"{source}: expected each gallery once in `{where}`, but {gallery!r} repeats"
+            )
+        if "cmc_curve" not in search:
+            raise ReportError(
+                f"{source}: expected `{where}[{k}].cmc_curve` (the rate at ranks 1..20), but"
+                " found none; re-run `facebench verify` with this facebench to write one"
+            )
+        curves[gallery] = _rates(search["cmc_curve"], source, f"{where}[{k}].cmc_curve")
+    return curves
+
+
+def _cmc_points(report: Mapping[str, Any], n_ranks: int) -> tuple[np.ndarray, np.ndarray]:
+    """The summary's ``cmc`` ranks within ``1..n_ranks`` and their mean rates."""
+    summary = report.get("summary")
+    cmc = summary.get("cmc") if isinstance(summary, Mapping) else None
+    points = []
+    for rank, value in cmc.items() if isinstance(cmc, Mapping) else ():
+        mean = _number(value.get("mean")) if isinstance(value, Mapping) else None
+        if isinstance(rank, str) and rank.isdigit() and 1 <= int(rank) <= n_ranks:
+            if mean is not None and 0.0 <= mean <= 1.0:
+                points.append((int(rank), mean))
+    points.sort()
+    return (
+        np.asarray([p[0] for p in points], dtype=float),
+        np.asarray([p[1] for p in points], dtype=float),
+    )
 
 
 def _rates(values: object, source: str, key: str, allow_empty: bool = False) -> np.ndarray:
@@ -531,6 +795,46 @@ def _draw_curve(
         markerfacecolor="none",
         color=colour,
         label="_nolegend_",
+    )
+
+
+def _draw_cmc(axes: Axes, colour: str, entry: CmcCurves, name: str) -> None:
+    """One report's CMC lines: the main line, thin splits, styled galleries, rank marks."""
+    ranks = np.arange(1, entry.mean.size + 1)
+    # A rate of 1 lies on the top spine: draw above it, unclipped (all points are in range).
+    style: dict[str, Any] = {"color": colour, "clip_on": False, "zorder": 3}
+    if entry.splits.shape[0] > 1:
+        for curve in entry.splits:
+            axes.plot(ranks, curve, linewidth=0.8, alpha=0.6, label="_nolegend_", **style)
+    if entry.galleries:  # say that the main line averages the galleries drawn beside it
+        name_of_mean = f"{name} (mean of {' & '.join(g for g, _ in entry.galleries)})"
+    else:
+        name_of_mean = name
+    axes.plot(
+        ranks,
+        entry.mean,
+        linewidth=2.0,
+        label=name_of_mean if entry.headline is None else f"{name_of_mean}, {entry.headline}",
+        **style,
+    )
+    for k, (gallery, curve) in enumerate(entry.galleries):
+        axes.plot(
+            ranks,
+            curve,
+            linewidth=1.2,
+            linestyle=GALLERY_LINESTYLES[k % len(GALLERY_LINESTYLES)],
+            label=f"{name} {gallery}, rank-1 {curve[0]:.3f}",
+            **style,
+        )
+    axes.plot(
+        entry.point_rank,
+        entry.point_rate,
+        linestyle="none",
+        marker="o",
+        markersize=5,
+        markerfacecolor="none",
+        label="_nolegend_",
+        **style,
     )
 
 

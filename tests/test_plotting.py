@@ -1,7 +1,10 @@
 """Tests of facebench.plotting and `facebench plot-roc`.
 
-Reports are built here from synthetic scores; their ROC and TAR@FAR entries are computed by a
-direct numpy count, independent of facebench.metrics.
+Most reports are built here from synthetic scores; their ROC and TAR@FAR entries are computed
+by a direct numpy count, independent of facebench.metrics. The real split reports (IJB-A with
+two splits, IJB-C with one split and two galleries) come from
+facebench.evaluate_splits.evaluate_templates on generated protocol folders and stores, as
+`facebench verify` writes them.
 """
 
 from __future__ import annotations
@@ -16,19 +19,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from ijba_fixtures import write_ijba
+from ijbc_fixtures import write_ijbc
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy.stats import norm
 
 from facebench.cli import cli
 from facebench.errors import ReportError
+from facebench.evaluate_splits import evaluate_templates
 from facebench.plotting import (
     FIGURE_FORMATS,
     PlotError,
+    cmc_headline,
     figure_format,
+    plot_cmc,
     plot_roc,
     report_headline,
 )
+from facebench.report import to_json
+from facebench.store import create_store, normalize_rows
+from protocols import ijba, ijbc
 
 FAR_TARGETS = (1e-3, 1e-2, 1e-1)
 
@@ -406,3 +417,252 @@ def test_figures_are_not_kept_by_pyplot() -> None:
     figure = plot_roc([fold_report()])
     assert isinstance(figure, Figure)
     assert plt.get_fignums() == []
+
+
+# -- CMC (--cmc) on synthetic reports ------------------------------------------------------
+
+
+def cmc_report(
+    curves: list[dict[str, list[float]]], rank_1_std: float | None = None
+) -> dict[str, Any]:
+    """A split report whose split i searches the galleries of ``curves[i]`` (name -> curve)."""
+    report = split_report(n_splits=len(curves))
+    for entry, searches in zip(report["splits"], curves, strict=True):
+        entry["identification"] = [
+            {"gallery": g, "n_probes": 10, "cmc": {"1": c[0]}, "cmc_curve": c, "tpir_at_fpir": []}
+            for g, c in searches.items()
+        ]
+    # the headline search: "mean" when there are several galleries, else the only one
+    rank_1 = float(np.mean([c.get("mean", next(iter(c.values())))[0] for c in curves]))
+    report["summary"]["cmc"] = {"1": {"mean": rank_1, "std": rank_1_std}}
+    return report
+
+
+def test_cmc_hand_worked_splits() -> None:
+    report = cmc_report(
+        [{"gallery": [0.5, 0.75, 1.0]}, {"gallery": [0.25, 0.5, 0.75]}], rank_1_std=0.1768
+    )
+    figure = plot_cmc([report], sources=["x/ijba.json"])
+    axes = figure.axes[0]
+    thin_1, thin_2, main = curve_lines(figure)
+    for line in (thin_1, thin_2, main):
+        np.testing.assert_array_equal(np.asarray(line.get_xdata(), dtype=float), [1, 2, 3])
+    np.testing.assert_allclose(np.asarray(main.get_ydata(), dtype=float), [0.375, 0.625, 0.875])
+    np.testing.assert_allclose(np.asarray(thin_2.get_ydata(), dtype=float), [0.25, 0.5, 0.75])
+    assert {thin_1.get_color(), thin_2.get_color(), main.get_color()} == {"C0"}
+    assert thin_1.get_linewidth() < main.get_linewidth()
+    (points,) = marker_lines(figure)
+    np.testing.assert_allclose(np.asarray(points.get_xdata(), dtype=float), [1])
+    np.testing.assert_allclose(np.asarray(points.get_ydata(), dtype=float), [0.375])
+    assert legend_texts(figure) == ["r50, rank-1 0.375 ± 0.177"]
+    assert axes.get_xscale() == "linear"
+    assert list(axes.get_xticks()) == [1, 2, 3]
+    assert axes.get_xlim() == pytest.approx((0.5, 3.5))
+    assert axes.get_ylim() == pytest.approx((0.0, 1.0))
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("Rank", "Identification rate (closed set)")
+
+
+def test_cmc_galleries_and_mean() -> None:
+    report = cmc_report([{"G1": [0.5, 1.0], "G2": [0.25, 0.5], "mean": [0.375, 0.75]}])
+    figure = plot_cmc([report, cmc_report([{"gallery": [0.9, 1.0]}])])
+    main, g1, g2, other = curve_lines(figure)
+    np.testing.assert_allclose(np.asarray(main.get_ydata(), dtype=float), [0.375, 0.75])
+    np.testing.assert_allclose(np.asarray(g2.get_ydata(), dtype=float), [0.25, 0.5])
+    assert (main.get_linestyle(), g1.get_linestyle(), g2.get_linestyle()) == ("-", "--", ":")
+    assert {main.get_color(), g1.get_color(), g2.get_color()} == {"C0"}
+    assert other.get_color() == "C1"
+    assert legend_texts(figure) == [
+        "r50 [report 1] (mean of G1 & G2), rank-1 0.375",
+        "r50 [report 1] G1, rank-1 0.500",
+        "r50 [report 1] G2, rank-1 0.250",
+        "r50 [report 2], rank-1 0.900",
+    ]
+
+
+def test_cmc_headline() -> None:
+    assert cmc_headline(cmc_report([{"gallery": [0.8]}], rank_1_std=0.01)) == "rank-1 0.800 ± 0.010"
+    assert cmc_headline(cmc_report([{"gallery": [0.8]}])) == "rank-1 0.800"
+    assert cmc_headline(split_report()) is None
+    assert cmc_headline(fold_report()) is None
+
+
+def test_cmc_errors() -> None:
+    for report in (fold_report(), split_report()):
+        with pytest.raises(ReportError, match=r"^runs/r\.json: has no 1:N results.*--cmc needs"):
+            plot_cmc([report], sources=["runs/r.json"])
+    partial = cmc_report([{"gallery": [0.5]}, {"gallery": [0.5]}])
+    del partial["splits"][1]["identification"]
+    with pytest.raises(ReportError, match=r"splits\[1\]` has no `identification`"):
+        plot_cmc([partial])
+    old = cmc_report([{"gallery": [0.5]}])
+    del old["splits"][0]["identification"][0]["cmc_curve"]
+    with pytest.raises(ReportError, match=r"identification\[0\]\.cmc_curve.*re-run"):
+        plot_cmc([old])
+    with pytest.raises(ReportError, match="galleries of `splits\\[0\\]`"):
+        plot_cmc([cmc_report([{"gallery": [0.5]}, {"G1": [0.5]}])])
+    with pytest.raises(ReportError, match="same ranks"):
+        plot_cmc([cmc_report([{"gallery": [0.5]}, {"gallery": [0.5, 0.6]}])])
+    with pytest.raises(ReportError, match='`gallery: "mean"`'):
+        plot_cmc([cmc_report([{"G1": [0.5], "G2": [0.5]}])])
+    with pytest.raises(ReportError, match="number in \\[0, 1\\]"):
+        plot_cmc([cmc_report([{"gallery": [0.5, 1.5]}])])
+    with pytest.raises(PlotError, match="at least one"):
+        plot_cmc([])
+
+
+def test_cmc_command_on_a_fold_report_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "lfw.json", fold_report())
+    out = tmp_path / "cmc.png"
+    result = run(path, "-o", out, "--cmc")
+    assert result.exit_code == 2
+    assert f"{path}: has no 1:N results" in result.stderr
+    assert "--cmc needs an IJB report with 1:N" in result.stderr
+    assert not out.exists()
+
+
+def test_det_and_cmc_together_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "ijba.json", cmc_report([{"gallery": [0.5]}]))
+    out = tmp_path / "fig.png"
+    for missing_report in (False, True):  # refused before any report is read
+        source = tmp_path / "absent.json" if missing_report else path
+        result = run(source, "-o", out, "--det", "--cmc")
+        assert result.exit_code == 2
+        assert "--det and --cmc" in result.stderr
+        assert not out.exists()
+
+
+# -- real split reports, as `facebench verify` writes them --------------------------------
+
+
+def unit_features(vectors: list[np.ndarray], rng: np.random.Generator) -> tuple[Any, Any]:
+    raw = np.stack(vectors) * rng.uniform(2, 9, size=(len(vectors), 1))
+    return normalize_rows(raw)
+
+
+@pytest.fixture(scope="module")
+def real_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """IJB-A (2 splits, one gallery each) and IJB-C (1 split: G1, G2 and their mean)."""
+    root = tmp_path_factory.mktemp("real")
+    rng = np.random.default_rng(7)
+    dim = 16
+    paths: dict[str, Path] = {}
+
+    record = write_ijba(root / "IJB-A", n_splits=2, n_subjects=15, seed=3)
+    direction = {s: rng.standard_normal(dim) for s in set(record["key_subject"].values())}
+    keys = record["keys"]
+    unit, norms = unit_features(
+        [direction[record["key_subject"][k]] + 1.3 * rng.standard_normal(dim) for k in keys], rng
+    )
+    create_store(root / "ijba.h5", keys, unit, norms, model="synthetic")
+    report, _ = evaluate_templates(ijba.load(root / "IJB-A"), root / "ijba.h5")
+    paths["ijba"] = root / "ijba.json"
+    paths["ijba"].write_text(to_json(report), encoding="utf-8")
+
+    record = write_ijbc(root / "IJB-C", n_subjects=20, templates_per_subject=3, seed=2)
+    subject = {k: record["subjects"][t] for t, ks in record["templates"].items() for k in ks}
+    keys = sorted(subject)
+    direction = {s: rng.standard_normal(dim) for s in set(subject.values())}
+    unit, norms = unit_features(
+        [direction[subject[k]] + 1.3 * rng.standard_normal(dim) for k in keys], rng
+    )
+    create_store(root / "ijbc.h5", keys, unit, norms, model="synthetic")
+    report, _ = evaluate_templates(ijbc.load_ijbc(root / "IJB-C"), root / "ijbc.h5")
+    paths["ijbc"] = root / "ijbc.json"
+    paths["ijbc"].write_text(to_json(report), encoding="utf-8")
+    return paths
+
+
+def test_real_reports_hold_what_the_figures_need(real_reports: dict[str, Path]) -> None:
+    """Guards the assumptions below: if the report shape moves, these fail first."""
+    a = json.loads(real_reports["ijba"].read_text(encoding="utf-8"))
+    assert len(a["splits"]) == 2
+    assert [[s["gallery"] for s in e["identification"]] for e in a["splits"]] == [["gallery"]] * 2
+    assert a["summary"]["cmc"]["1"]["std"] is not None
+    c = json.loads(real_reports["ijbc"].read_text(encoding="utf-8"))
+    (split,) = c["splits"]
+    assert [s["gallery"] for s in split["identification"]] == ["G1", "G2", "mean"]
+    assert c["summary"]["cmc"]["1"]["std"] is None
+    assert min(r["far_target"] for r in split["tar_at_far"]) == 1e-6
+    assert all(r["std"] is None for r in c["summary"]["tar_at_far"])
+
+
+@pytest.mark.parametrize("protocol", ["ijba", "ijbc"])
+@pytest.mark.parametrize("extra", [(), ("--det",), ("--cmc",)], ids=["roc", "det", "cmc"])
+def test_real_split_report_command(
+    tmp_path: Path, real_reports: dict[str, Path], protocol: str, extra: tuple[str, ...]
+) -> None:
+    out = tmp_path / "figure.png"
+    result = run(real_reports[protocol], "-o", out, *extra)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert ("CMC" if extra == ("--cmc",) else "DET" if extra else "ROC") in result.stderr
+
+
+def test_real_split_reports_roc(real_reports: dict[str, Path]) -> None:
+    a, c = (json.loads(real_reports[p].read_text(encoding="utf-8")) for p in ("ijba", "ijbc"))
+    figure = plot_roc([a, c], sources=[str(real_reports["ijba"]), str(real_reports["ijbc"])])
+    lines = curve_lines(figure)
+    assert len(lines) == 3  # two IJB-A splits, one IJB-C split
+    assert [line.get_color() for line in lines] == ["C0", "C0", "C1"]
+    for line, split in zip(lines, [*a["splits"], *c["splits"]], strict=True):
+        far, tar = np.asarray(split["roc"]["far"]), np.asarray(split["roc"]["tar"])
+        np.testing.assert_array_equal(np.asarray(line.get_xdata(), dtype=float), far[far > 0])
+        np.testing.assert_array_equal(np.asarray(line.get_ydata(), dtype=float), tar[far > 0])
+    n_impostor = max(s["n_impostor"] for s in [*a["splits"], *c["splits"]])
+    assert figure.axes[0].get_xlim()[0] == pytest.approx(1 / n_impostor)
+    # TAR at the smallest FAR: IJB-A 1e-4 with its std; IJB-C 1e-6, one split: no std
+    tar_a = next(r for r in a["summary"]["tar_at_far"] if r["far_target"] == 1e-4)
+    tar_c = next(r for r in c["summary"]["tar_at_far"] if r["far_target"] == 1e-6)
+    assert legend_texts(figure) == [
+        f"synthetic [ijba], TAR@FAR=1e-4 {tar_a['mean']:.3f} ± {tar_a['std']:.3f}",
+        f"synthetic [ijbc], TAR@FAR=1e-6 {tar_c['mean']:.3f}",
+    ]
+    # operating points: every row with a TAR and far_achieved > 0 (1e-6 of 100-odd: FAR 0)
+    marked = [np.asarray(m.get_xdata(), dtype=float) for m in marker_lines(figure)]
+    for drawn, split in zip(marked, [*a["splits"], *c["splits"]], strict=True):
+        rows = [r for r in split["tar_at_far"] if r["tar"] is not None]
+        expected = [r["far_achieved"] for r in rows if r["far_achieved"] > 0]
+        np.testing.assert_allclose(drawn, expected)
+    figure = plot_roc([c], det=True)
+    for line in figure.axes[0].get_lines():
+        assert np.all(np.isfinite(line.get_xdata())) and np.all(np.isfinite(line.get_ydata()))
+
+
+def test_real_ijba_cmc(real_reports: dict[str, Path]) -> None:
+    a = json.loads(real_reports["ijba"].read_text(encoding="utf-8"))
+    figure = plot_cmc([a])
+    *thin, main = curve_lines(figure)
+    curves = np.asarray([e["identification"][0]["cmc_curve"] for e in a["splits"]])
+    assert curves.shape == (2, 20)
+    for line, curve in zip(thin, curves, strict=True):
+        np.testing.assert_array_equal(np.asarray(line.get_ydata(), dtype=float), curve)
+        assert line.get_linewidth() < main.get_linewidth()
+    np.testing.assert_allclose(np.asarray(main.get_ydata(), dtype=float), curves.mean(axis=0))
+    np.testing.assert_array_equal(np.asarray(main.get_xdata(), dtype=float), np.arange(1, 21))
+    rank_1 = a["summary"]["cmc"]["1"]
+    assert np.asarray(main.get_ydata(), dtype=float)[0] == pytest.approx(rank_1["mean"])
+    assert legend_texts(figure) == [f"synthetic, rank-1 {rank_1['mean']:.3f} ± {rank_1['std']:.3f}"]
+    (points,) = marker_lines(figure)
+    np.testing.assert_array_equal(np.asarray(points.get_xdata(), dtype=float), [1, 5, 10])
+    np.testing.assert_allclose(
+        np.asarray(points.get_ydata(), dtype=float),
+        [a["summary"]["cmc"][r]["mean"] for r in ("1", "5", "10")],
+    )
+    assert list(figure.axes[0].get_xticks()) == list(range(1, 21))
+
+
+def test_real_ijbc_cmc(real_reports: dict[str, Path]) -> None:
+    c = json.loads(real_reports["ijbc"].read_text(encoding="utf-8"))
+    figure = plot_cmc([c])
+    main, g1, g2 = curve_lines(figure)  # one split: no per-split lines
+    searches = {s["gallery"]: s for s in c["splits"][0]["identification"]}
+    for line, gallery in ((main, "mean"), (g1, "G1"), (g2, "G2")):
+        expected = searches[gallery]["cmc_curve"]
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), dtype=float), expected)
+    assert main.get_linewidth() > g1.get_linewidth()
+    assert (g1.get_linestyle(), g2.get_linestyle()) == ("--", ":")
+    assert legend_texts(figure) == [
+        f"synthetic (mean of G1 & G2), rank-1 {searches['mean']['cmc']['1']:.3f}",
+        f"synthetic G1, rank-1 {searches['G1']['cmc']['1']:.3f}",
+        f"synthetic G2, rank-1 {searches['G2']['cmc']['1']:.3f}",
+    ]

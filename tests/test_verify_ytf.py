@@ -133,5 +133,5 @@ def test_extract_lists_every_frame_of_each_video(tmp_path: Path) -> None:
     assert len(items) == 9
     assert items[0].id == "Ann_A/0/aligned_detect_0.10.jpg"
     assert all(i.path == tmp_path / i.id for i in items)
-    with pytest.raises(FacebenchError, match="1 of 4 are missing .*Cy_C/3"):
+    with pytest.raises(FacebenchError, match=r"1 of 4 are missing .*Cy_C/3"):
         video_items(tmp_path, [*videos, "Cy_C/3"])
