@@ -27,7 +27,7 @@ from facebench.scoring import read_fused
 from facebench.store import FeatureStore
 from protocols import TemplateProtocol, Templates
 
-PAIR_CHUNK = 1 << 18
+PAIR_CHUNK = 1 << 15
 DEFAULT_FAR = {"ijba": (1e-4, 1e-3, 1e-2)}
 DEFAULT_FAR_WIDE = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_FPIR = (0.01, 0.1)
