@@ -414,3 +414,40 @@ def test_existing_output_checked_first(tmp_path: Path, data: Path, weights: Path
     result = run("extract", data, "--arch", "small-cnn", "--weights", weights, "-o", out)
     assert_user_error(result, "--overwrite")
     assert out.read_text() == "precious"
+
+
+def test_ctrl_c_keeps_finished_chunks_and_resumes(tmp_path: Path, weights: Path) -> None:
+    data = tmp_path / "images"
+    make_images(data, n=120, seed=4)
+    out = tmp_path / "s.h5"
+    parts = tmp_path / "s.h5.parts"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        _command(data, weights, out),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if parts.exists() and len(list(parts.glob("chunk-*.npz"))) >= 3:
+            break
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be interrupted")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
+    assert not out.exists()
+    done = len(list(parts.glob("chunk-*.npz")))
+    assert 3 <= done < 60
+    result = subprocess.run(_command(data, weights, out), env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"{done} of 60 chunks already done" in result.stderr
+    reference_out = tmp_path / "ref.h5"
+    subprocess.run(_command(data, weights, reference_out), env=env, check=True, capture_output=True)
+    np.testing.assert_array_equal(
+        read_store(out)["features"], read_store(reference_out)["features"]
+    )

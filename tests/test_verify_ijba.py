@@ -211,3 +211,70 @@ def test_ijba_needs_protocol_dir(world: dict[str, Any]) -> None:
     assert_user_error(
         run("verify", "--protocol", "ijba", "--features", world["store"]), "--protocol-dir"
     )
+
+
+def test_extract_crops_the_face_boxes(tmp_path: Path, world: dict[str, Any]) -> None:
+    """IJB-A items are face boxes of full images: extract crops each box (store id
+    `<FILE>#<SIGHTING_ID>`), and one image can hold several boxes."""
+    import torch
+    from PIL import Image
+
+    from facebench.extract.preprocess import PRESETS, preprocess
+    from facebench.models.registry import ARCHITECTURES
+    from facebench.store import FeatureStore
+
+    rng = np.random.default_rng(0)
+    images: dict[str, np.ndarray] = {}
+    for key in world["keys"]:
+        file = key.rsplit("#", 1)[0]
+        if file not in images:
+            x, y, w, h = world["boxes"][key]
+            size = (int(y + h) + 20, int(x + w) + 20)
+            images[file] = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            path = tmp_path / "data" / file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[file]).save(path)
+    # every box must fit its image: grow images that another box of theirs overflows
+    for key in world["keys"]:
+        file = key.rsplit("#", 1)[0]
+        x, y, w, h = world["boxes"][key]
+        height, width = images[file].shape[:2]
+        if x + w > width or y + h > height:
+            grown = np.zeros(
+                (max(height, int(y + h) + 20), max(width, int(x + w) + 20), 3), dtype=np.uint8
+            )
+            grown[:height, :width] = images[file]
+            images[file] = grown
+            Image.fromarray(grown).save(tmp_path / "data" / file)
+    torch.manual_seed(0)
+    module = ARCHITECTURES["small-cnn"].build().eval()
+    weights = tmp_path / "w.pth"
+    torch.save(module.state_dict(), weights)
+    out = tmp_path / "ijba.h5"
+    result = run(
+        "extract",
+        tmp_path / "data",
+        "--protocol",
+        "ijba",
+        "--protocol-dir",
+        world["root"],
+        "--arch",
+        "small-cnn",
+        "--weights",
+        weights,
+        "-o",
+        out,
+        "--workers",
+        "0",
+        "--no-progress",
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    with FeatureStore.open(out) as store:
+        assert store.ids == world["keys"]
+        unit, _ = store.read_all()
+    key = world["keys"][0]
+    config = PRESETS[ARCHITECTURES["small-cnn"].preset]
+    crop = preprocess(images[key.rsplit("#", 1)[0]], config, box=world["boxes"][key])
+    with torch.no_grad():
+        raw = module(torch.from_numpy(crop[None])).numpy()[0]
+    np.testing.assert_allclose(unit[0], raw / np.linalg.norm(raw), atol=1e-5)

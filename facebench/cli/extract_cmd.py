@@ -29,6 +29,12 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     help="Extract exactly the images this protocol needs.",
 )
 @click.option(
+    "--protocol-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="IJB-A/B/C: the folder of your protocol files (default: ROOT).",
+)
+@click.option(
     "--list",
     "list_file",
     type=_FILE,
@@ -102,6 +108,8 @@ def extract_command(root: Path, output: Path, **kw: Any) -> None:
     Example:
       facebench extract /data/lfw --protocol lfw --arch iresnet50 \\
           --weights backbone.pth -o lfw.h5 --flip
+      facebench extract /data/IJB-A --protocol ijba --protocol-dir /data/IJB-A \\
+          --arch iresnet50 --weights backbone.pth --box-margin 0.2 -o ijba.h5
       facebench extract /data/faces --list files.txt --model model.onnx \\
           --image-size 112 112 -o faces.h5
       torchrun --nproc-per-node 2 -m facebench extract /data/lfw --protocol lfw --model r50.ts \\
@@ -135,6 +143,7 @@ def extract_command(root: Path, output: Path, **kw: Any) -> None:
         overrides=overrides,
         landmarks=kw["landmarks"],
         boxes=kw["boxes"],
+        protocol_dir=kw["protocol_dir"],
     )
     options = ExtractOptions(
         batch_size=kw["batch_size"],
