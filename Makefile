@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
-DEMO_DIR ?= demo-out
+DEMO_DIR ?= demo-output
 
 .PHONY: install test lint bench demo clean
 
@@ -29,7 +29,7 @@ bench: install
 	$(PY) -m benchmarks
 
 demo: install
-	$(PY) -m facebench.demo $(DEMO_DIR)
+	$(VENV)/bin/facebench demo --out $(DEMO_DIR) --overwrite
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

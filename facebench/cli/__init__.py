@@ -46,8 +46,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from facebench.cli import extract_cmd, import_cmd, merge_cmd, plot_roc_cmd, verify_cmd
+    from facebench.cli import (
+        alpha_bound_cmd,
+        compare_cmd,
+        demo_cmd,
+        extract_cmd,
+        import_cmd,
+        merge_cmd,
+        norms_cmd,
+        plot_roc_cmd,
+        train_cmd,
+        verify_cmd,
+    )
 
+    cli.add_command(alpha_bound_cmd.alpha_bound_command)
+    cli.add_command(compare_cmd.compare_command)
+    cli.add_command(demo_cmd.demo_command)
+    cli.add_command(norms_cmd.norms_command)
+    cli.add_command(train_cmd.train_command)
     cli.add_command(extract_cmd.extract_command)
     cli.add_command(merge_cmd.merge_command)
     cli.add_command(import_cmd.import_command)

@@ -244,6 +244,7 @@ PRESETS: dict[str, Preprocessing] = {
         std=(_FACE_RESNET[1],) * 3,
     ),
     "small32": Preprocessing(name="small32", image_size=(32, 32)),
+    "small16": Preprocessing(name="small16", image_size=(16, 16)),
     "none": Preprocessing(name="none"),
 }
 

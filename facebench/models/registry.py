@@ -69,6 +69,18 @@ def _small_cnn() -> nn.Module:
     return small_cnn()
 
 
+def _digits_cnn() -> nn.Module:
+    from facebench.models.small_cnn import digits_cnn
+
+    return digits_cnn()
+
+
+def _digits_cnn_2d() -> nn.Module:
+    from facebench.models.small_cnn import digits_cnn
+
+    return digits_cnn(feature_dim=2)
+
+
 _IRESNET_DEPTHS = {
     "iresnet18": "18",
     "iresnet34": "34",
@@ -110,5 +122,21 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         feature_dim=64,
         preset="small32",
         description="small conv-BN-ReLU CNN for the demo (digits, Fashion-MNIST); 32x32 -> 64",
+    ),
+    "digits-cnn": ArchSpec(
+        name="digits-cnn",
+        build=_digits_cnn,
+        input_size=(16, 16),
+        feature_dim=32,
+        preset="small16",
+        description="the small CNN at widths 16/32/64 for 16x16 inputs (the demo); -> 32",
+    ),
+    "digits-cnn-2d": ArchSpec(
+        name="digits-cnn-2d",
+        build=_digits_cnn_2d,
+        input_size=(16, 16),
+        feature_dim=2,
+        preset="small16",
+        description="digits-cnn with a 2-D feature (the paper's Figure 1 picture)",
     ),
 }

@@ -47,17 +47,21 @@ class SmallCNN(nn.Module):
     ----------
     feature_dim
         Size of the output feature.
+    widths
+        Channels of the three blocks.
     """
 
-    def __init__(self, feature_dim: int = FEATURE_DIM) -> None:
+    def __init__(
+        self, feature_dim: int = FEATURE_DIM, widths: tuple[int, int, int] = WIDTHS
+    ) -> None:
         super().__init__()
         if feature_dim < 1:
             raise ValueError(f"Expected argument `feature_dim` to be >= 1, but got {feature_dim}")
-        self.block1 = _block(3, WIDTHS[0], pool=True)
-        self.block2 = _block(WIDTHS[0], WIDTHS[1], pool=True)
-        self.block3 = _block(WIDTHS[1], WIDTHS[2], pool=False)
+        self.block1 = _block(3, widths[0], pool=True)
+        self.block2 = _block(widths[0], widths[1], pool=True)
+        self.block3 = _block(widths[1], widths[2], pool=False)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(WIDTHS[2], feature_dim)
+        self.fc = nn.Linear(widths[2], feature_dim)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -71,3 +75,14 @@ class SmallCNN(nn.Module):
 def small_cnn() -> SmallCNN:
     """SmallCNN with the default 64-d feature, for 3 x 32 x 32 inputs."""
     return SmallCNN()
+
+
+DIGITS_WIDTHS = (16, 32, 64)
+
+
+def digits_cnn(feature_dim: int = 32) -> SmallCNN:
+    """The demo's model for 16 x 16 inputs (8 x 8 digits upscaled): widths 16/32/64.
+
+    ``feature_dim=2`` gives the 2-D feature of the paper's Figure 1 picture.
+    """
+    return SmallCNN(feature_dim=feature_dim, widths=DIGITS_WIDTHS)
