@@ -183,15 +183,27 @@ class _Gather:
 
     The returned array is a view of a buffer, valid until the next call. Reusing buffers
     of a few MB keeps the blocks in cache and avoids page faults from fresh allocations.
+    With ``table_rows``, row ``i`` is ``features[table_rows[i]]`` (a table of distinct
+    items that membership rows point into), so the rows are never copied as a whole.
+    Float32 rows are converted to float64 a block at a time (exactly: every float32 is a
+    float64), so pooling float32 input gives the same numbers as its float64 copy.
     """
 
-    def __init__(self, features: npt.NDArray[np.floating[Any]], cap: int) -> None:
+    def __init__(
+        self,
+        features: npt.NDArray[np.floating[Any]],
+        cap: int,
+        table_rows: IntArray | None = None,
+    ) -> None:
         self.features = features
+        self.table_rows = table_rows
         self.same = np.empty((cap, features.shape[1]), dtype=features.dtype)
         self.f64 = np.empty((cap, features.shape[1]), dtype=np.float64)
 
     def __call__(self, rows: IntArray) -> npt.NDArray[np.float64]:
         n = rows.size
+        if self.table_rows is not None:
+            rows = self.table_rows[rows]
         if self.features.dtype == np.float64:
             return np.take(self.features, rows, axis=0, out=self.f64[:n])
         np.take(self.features, rows, axis=0, out=self.same[:n])
@@ -270,7 +282,14 @@ class _Segments:
 def _normalize_sets(
     pooled: FloatArray, ids: npt.NDArray[Any] | None, what: str, why: str
 ) -> FloatArray:
-    norms = np.linalg.norm(pooled, axis=1)
+    """L2-normalize the rows of ``pooled`` in place (and return it)."""
+    # Row blocks: np.linalg.norm squares its whole input first; each row's norm is the
+    # same number whatever the block (one reduction per row).
+    step = max(1, _BLOCK_ELEMENTS // max(pooled.shape[1], 1))
+    norms = np.concatenate(
+        [np.zeros(0)]
+        + [np.linalg.norm(pooled[a : a + step], axis=1) for a in range(0, len(pooled), step)]
+    )
     bad = ~(np.isfinite(norms) & (norms > 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -280,7 +299,8 @@ def _normalize_sets(
             f"{_set_name(i, ids, what)} pooled to {kind}, which cannot be L2-normalized "
             f"({int(bad.sum())} {what}s in all; {why})"
         )
-    return np.asarray(pooled / norms[:, None], dtype=np.float64)
+    pooled /= norms[:, None]  # in place: the same quotients without a second (T, D) array
+    return pooled
 
 
 # ------------------------------------------------------------------------- templates
@@ -299,13 +319,16 @@ def pool_templates(
     flip_fusion: str = "none",
     item_score: npt.ArrayLike | None = None,
     template_ids: npt.ArrayLike | None = None,
+    item_rows: npt.ArrayLike | None = None,
 ) -> FloatArray:
     """Pool membership rows into one unit-norm feature per template.
 
     Parameters
     ----------
-    unit : array of float, shape (M, D)
-        Unit-norm feature of each row's item (rows may repeat an item).
+    unit : array of float, shape (M, D), or (N, D) with ``item_rows``
+        Unit-norm feature of each row's item (rows may repeat an item). Any float dtype;
+        float32 rows are converted to float64 a block at a time (exact), so float32 input
+        pools to the same numbers as its float64 copy without a float64 copy of the whole.
     norms : array of float, shape (M,)
         Raw (pre-normalization) norm of each row's feature.
     item_template : array of int, shape (M,)
@@ -327,7 +350,7 @@ def pool_templates(
           norms_flip`` (flip ``sum-raw``), and ``s_i = 1`` when ``item_score`` is None.
 
         Each result is then L2-normalized.
-    unit_flip : array of float, shape (M, D), optional
+    unit_flip : array of float, shape (M, D), or (N, D) with ``item_rows``, optional
         Unit feature of each row's mirrored image; required by every flip fusion but
         ``none``.
     norms_flip : array of float, shape (M,), optional
@@ -341,6 +364,10 @@ def pool_templates(
         are defined without detector scores and ignore it.
     template_ids : array, shape (T,), optional
         Template ids, used in error messages only.
+    item_rows : array of int, shape (M,), optional
+        When given, ``unit`` and ``unit_flip`` are tables of N distinct items and row ``i``
+        uses their row ``item_rows[i]`` (every other per-row input stays per row). The
+        result equals passing ``unit[item_rows]``, without that (M, D) copy.
 
     Returns
     -------
@@ -366,7 +393,13 @@ def pool_templates(
             "its mirror ('sum-raw'); use another pooling mode for 'sum-unit' or 'concat'"
         )
     u = _features("unit", unit)
-    m, d = u.shape
+    d = u.shape[1]
+    table: IntArray | None = None
+    if item_rows is None:
+        m = u.shape[0]
+    else:
+        m = _length("item_rows", item_rows)
+        table = _index("item_rows", item_rows, m, u.shape[0], "item table row")
     r = _vector("norms", norms, m, "float")
     t = _index("item_template", item_template, m, n_templates, "template")
     media = _vector("item_media", item_media, m, "int")
@@ -423,18 +456,19 @@ def pool_templates(
                 weights = weights * (r if rf is None else (r + rf) / 2.0)
 
     segments = _Segments.of(t, n_templates, width, grouped)
+    cap = segments.cap
     if mode == "insightface":
         # raw = unit x norm (+ mirror unit x mirror norm): each norm joins its row's weight.
-        pooled = segments.weighted_sum(_Gather(u, segments.cap), weights * r, d)
+        pooled = segments.weighted_sum(_Gather(u, cap, table), weights * r, d)
         if flip_fusion == "sum-raw":
             assert uf is not None and rf is not None  # checked above
-            pooled += segments.weighted_sum(_Gather(uf, segments.cap), weights * rf, d)
+            pooled += segments.weighted_sum(_Gather(uf, cap, table), weights * rf, d)
     elif flip_fusion == "none":
-        pooled = segments.weighted_sum(_Gather(u, segments.cap), weights, d)
+        pooled = segments.weighted_sum(_Gather(u, cap, table), weights, d)
     else:
         assert uf is not None  # checked above
         pooled = segments.weighted_sum(
-            _fused_rows(flip_fusion, u, r, uf, rf, segments.cap), weights, width
+            _fused_rows(flip_fusion, u, r, uf, rf, cap, table), weights, width
         )
     return _normalize_sets(
         pooled,
@@ -485,10 +519,11 @@ def _fused_rows(
     unit_flip: npt.NDArray[np.floating[Any]],
     norms_flip: FloatArray | None,
     cap: int,
+    table: IntArray | None = None,
 ) -> RowSource:
     """Rows -> their fused unit features, exactly as :data:`FLIP_FUSIONS` defines them."""
     fuse = FLIP_FUSIONS[flip_fusion]
-    image, mirror = _Gather(unit, cap), _Gather(unit_flip, cap)
+    image, mirror = _Gather(unit, cap, table), _Gather(unit_flip, cap, table)
 
     def fused(rows: IntArray) -> npt.NDArray[np.float64]:
         nf = None if norms_flip is None else norms_flip[rows]

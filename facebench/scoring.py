@@ -8,6 +8,7 @@ protocols (IJB) pool each template's items (``facebench.pooling``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,22 @@ from facebench.fusion import FLIP_FUSIONS
 from facebench.store import FeatureStore
 
 VIDEO_POOLING = ("mean", "first", "pair-mean")
+READ_BLOCK_BYTES = 1 << 24
+"""Float32 feature bytes per :meth:`FeatureStore.read_rows` call in :func:`read_features`
+(16 MiB: below glibc's largest mmap threshold, so the blocks' buffers are reused rather
+than mapped and faulted in afresh)."""
+
+
+def _check_flip_fusion(store: FeatureStore, flip_fusion: str) -> None:
+    if flip_fusion not in FLIP_FUSIONS:
+        raise FacebenchError(
+            f"Expected --flip-fusion in {sorted(FLIP_FUSIONS)}, but got {flip_fusion!r}"
+        )
+    if flip_fusion != "none" and not store.info.has_flip:
+        raise StoreError(
+            f"{store.info.path}: --flip-fusion {flip_fusion} needs mirrored-image "
+            "features, but the store has none; extract with --flip or use --flip-fusion none"
+        )
 
 
 def read_fused(
@@ -29,23 +46,76 @@ def read_fused(
     StoreError
         When a flip fusion is asked of a store without mirrored features.
     """
-    if flip_fusion not in FLIP_FUSIONS:
-        raise FacebenchError(
-            f"Expected --flip-fusion in {sorted(FLIP_FUSIONS)}, but got {flip_fusion!r}"
-        )
+    _check_flip_fusion(store, flip_fusion)
     unit, norms = store.read_rows(rows)
     unit_flip = norms_flip = None
     if flip_fusion != "none":
-        if not store.info.has_flip:
-            raise StoreError(
-                f"{store.info.path}: --flip-fusion {flip_fusion} needs mirrored-image "
-                "features, but the store has none; extract with --flip or use --flip-fusion none"
-            )
         f_unit, f_norms = store.read_rows(rows, flip=True)
         unit_flip, norms_flip = f_unit.astype(np.float64), f_norms.astype(np.float64)
     norms64 = norms.astype(np.float64)
     fused = FLIP_FUSIONS[flip_fusion](unit.astype(np.float64), norms64, unit_flip, norms_flip)
     return fused, norms64
+
+
+def read_features(
+    store: FeatureStore,
+    rows: npt.NDArray[np.int64],
+    flip_fusion: str,
+    *,
+    flip: bool = False,
+    block_rows: int | None = None,
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.float64]]:
+    """:func:`read_fused` for many rows: the same values, in about half the memory.
+
+    Rows are read ``block_rows`` at a time into one array, so beside the result only a
+    block is held (one :meth:`FeatureStore.read_rows` call holds two copies of what it
+    returns). With ``flip_fusion="none"`` the unit features stay the store's float32:
+    their float64 values are exactly :func:`read_fused`'s, and consumers convert a block
+    at a time (``facebench.pooling`` does). Any other fusion is applied per block in
+    float64, exactly as :func:`read_fused` does (every fusion works row by row).
+
+    Parameters
+    ----------
+    flip : bool
+        Read the mirrored images' features and norms instead, unfused (``flip_fusion``
+        must be ``"none"``); for pooling modes that combine raw flips themselves.
+    block_rows : int, optional
+        Rows per read; by default ``READ_BLOCK_BYTES`` of float32 features.
+
+    Returns
+    -------
+    unit : ndarray, shape (len(rows), D) float32, or (len(rows), D') float64 when fused
+    norms : ndarray of float64, shape (len(rows),)
+        The raw norms (of the mirrored images with ``flip``).
+
+    Raises
+    ------
+    StoreError
+        When a flip fusion or ``flip`` is asked of a store without mirrored features.
+    """
+    _check_flip_fusion(store, flip_fusion)
+    if flip and flip_fusion != "none":
+        raise FacebenchError(f"Expected flip_fusion 'none' with flip=True, got {flip_fusion!r}")
+    rows = np.asarray(rows, dtype=np.int64)
+    n, dim = rows.size, store.info.dim
+    if block_rows is None:
+        block_rows = max(1, READ_BLOCK_BYTES // (4 * max(dim, 1)))
+    norms = np.empty(n, dtype=np.float64)
+    if flip_fusion == "none":
+        unit: npt.NDArray[np.floating[Any]] = np.empty((n, dim), dtype=np.float32)
+        for start in range(0, n, block_rows):
+            stop = min(start + block_rows, n)
+            unit[start:stop], norms[start:stop] = store.read_rows(rows[start:stop], flip=flip)
+        if n == 0:
+            store.read_rows(rows, flip=flip)  # the same checks as a read of no rows
+        return unit, norms
+    fused, norms[: min(block_rows, n)] = read_fused(store, rows[:block_rows], flip_fusion)
+    unit = np.empty((n, fused.shape[1]), dtype=np.float64)  # the fusion sets the width
+    unit[: fused.shape[0]] = fused
+    for start in range(block_rows, n, block_rows):
+        stop = min(start + block_rows, n)
+        unit[start:stop], norms[start:stop] = read_fused(store, rows[start:stop], flip_fusion)
+    return unit, norms
 
 
 def _first_appearance(left: Sequence[str], right: Sequence[str]) -> tuple[list[str], np.ndarray]:
