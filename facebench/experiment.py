@@ -214,7 +214,11 @@ def draw_2d_features(data: Any, path: Path, *, epochs: int, seed: int) -> Path:
     from facebench.train.head import HeadConfig
     from facebench.train.loop import TrainOptions, train
 
-    options = TrainOptions(epochs=epochs, batch_size=64, lr=0.1, seed=seed, device="cpu")
+    # No weight decay and three times the epochs: decay caps the feature norm, which is what
+    # lets softmax features spread outwards (the paper's radial picture).
+    options = TrainOptions(
+        epochs=3 * epochs, batch_size=64, lr=0.05, weight_decay=0.0, seed=seed, device="cpu"
+    )
     config = PRESETS["small16"]
     batch = np.stack([preprocess(data.train.image(i), config) for i in range(len(data.train))])
     labels = np.asarray(data.train.labels)
