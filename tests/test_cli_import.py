@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error
 from click.testing import CliRunner, Result
 
 from facebench.cli import cli
@@ -27,14 +28,6 @@ def ids_file(folder: Path, n: int = 9, *, text: str | None = None) -> Path:
     path = folder / "ids.txt"
     path.write_text(text if text is not None else "".join(f"p{i}/img_{i}.jpg\n" for i in range(n)))
     return path
-
-
-def assert_user_error(result: Result, *phrases: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: ")
-    assert "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
 
 
 def test_import_npy_normalizes_and_records_norms(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error as _assert_user_error
 from click.testing import CliRunner, Result
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -28,12 +29,7 @@ def run(*args: str | Path) -> Result:
 
 
 def assert_user_error(result: Result, *phrases: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert result.stderr.count("\n") == 1, "one short line"
-    assert "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
+    _assert_user_error(result, *phrases, only_line=True)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error as _assert_user_error
 from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -61,12 +62,7 @@ def run(*args: str | Path) -> Result:
 
 
 def assert_user_error(result: Result, *phrases: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert result.stderr.count("\n") == 1, "one short line"
-    assert "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
+    _assert_user_error(result, *phrases, only_line=True)
 
 
 def copy_report(src: Path, dst: Path) -> Path:

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_user_error
 from click.testing import CliRunner, Result
 from PIL import Image
 
@@ -28,14 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_user_error(result: Result, *phrases: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.stderr.startswith("error: ") or "\nerror: " in result.stderr, result.stderr
-    assert "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
 
 
 def make_images(root: Path, n: int = 40, seed: int = 0) -> list[str]:

@@ -18,6 +18,7 @@ import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error as _assert_user_error
 from click.testing import CliRunner, Result
 from matplotlib.figure import Figure
 from matplotlib.patches import StepPatch
@@ -48,11 +49,7 @@ def run(*args: str | Path) -> Result:
 
 
 def assert_user_error(result: Result, *phrases: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert result.stderr.count("\n") == 1, "one short line"
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
+    _assert_user_error(result, *phrases, only_line=True)
 
 
 def quality_features(ids: list[str], dim: int = 64, seed: int = 3) -> np.ndarray:

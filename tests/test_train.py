@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_user_error
 from click.testing import CliRunner, Result
 from PIL import Image
 
@@ -57,13 +58,6 @@ def quiet(message: str) -> None:
 
 def run(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def assert_user_error(result: Result, *phrases: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
 
 
 # --- the bound and the head -------------------------------------------------------------

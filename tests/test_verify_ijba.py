@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error
 from click.testing import CliRunner, Result
 from ijba_fixtures import write_ijba
 
@@ -20,14 +21,6 @@ from facebench.store import create_store, normalize_rows
 
 def run(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_user_error(result: Result, *phrases: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
 
 
 @pytest.fixture(scope="module")
