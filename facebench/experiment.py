@@ -267,6 +267,7 @@ Made by `facebench demo` in {seconds:.0f} s (dataset `{dataset}`, held-out class
 | file | what it is |
 |---|---|
 | `heldout/` | the held-out classes' images (JPEG), `c<class>/c<class>_<NNNN>.jpg` |
+| `heldout.txt` | the list of those images (what `extract --list` read) |
 | `pairs.txt` | an LFW-format pairs file over them: 10 folds of 300 matched + 300 mismatched |
 | `ijba-format/` | an IJB-A-format 1:1 protocol over them (10 splits, templates of 1-4 images) |
 | `<variant>.pt` | the trained checkpoint (weights-only loadable; `--arch {ARCH} --weights`) |
