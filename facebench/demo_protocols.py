@@ -16,13 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-IJBA_COLUMNS = (
-    "TEMPLATE_ID", "SUBJECT_ID", "FILE", "MEDIA_ID", "SIGHTING_ID", "FRAME",
-    "FACE_X", "FACE_Y", "FACE_WIDTH", "FACE_HEIGHT",
-    "RIGHT_EYE_X", "RIGHT_EYE_Y", "LEFT_EYE_X", "LEFT_EYE_Y", "NOSE_BASE_X", "NOSE_BASE_Y",
-    "FACE_YAW", "FOREHEAD_VISIBLE", "EYES_VISIBLE", "NOSE_MOUTH_VISIBLE", "INDOOR",
-    "GENDER", "SKIN_TONE", "AGE", "FACIAL_HAIR",
-)  # fmt: skip
+from protocols.ijba import METADATA_COLUMNS
+
+IJBA_COLUMNS = METADATA_COLUMNS  # the release's 25 columns, in order
 
 
 def write_lfw_pairs(

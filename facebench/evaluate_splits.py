@@ -570,5 +570,9 @@ def _conventions(options: SplitOptions, far_targets: Sequence[float]) -> dict[st
         ),
         "summary": "mean and std (ddof=1) over splits",
         "threshold_inf": "null thresholds: +inf (accepts nothing)",
+        "gallery_mean": (
+            "IJB-B/C: the gallery 'mean' entry averages CMC and TPIR over the galleries; its"
+            " TPIR entries have no threshold (null: each gallery has its own)"
+        ),
         "std_null": "std is null when there is one split",
     }
