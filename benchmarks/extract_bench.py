@@ -77,7 +77,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.kfold_bench import peak_rss_mib, write_json
+from benchmarks._common import peak_rss_mib, write_json
 
 if TYPE_CHECKING:
     from torch import nn

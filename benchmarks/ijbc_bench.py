@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.kfold_bench import peak_rss_mib, write_json
+from benchmarks._common import peak_rss_mib, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 20_240_611

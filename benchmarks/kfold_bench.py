@@ -46,7 +46,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from benchmarks._common import peak_rss_mib, ru_maxrss_mib, write_json
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -183,30 +184,6 @@ def baseline_kfold_accuracy(
 
 
 # --- the worker (one side, one subprocess) --------------------------------------------------
-
-
-def ru_maxrss_mib() -> float:
-    """``getrusage(RUSAGE_SELF).ru_maxrss`` in MiB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process image so far, in MiB.
-
-    On Linux this is ``VmHWM`` from ``/proc/self/status``. ``ru_maxrss`` is not used there
-    because it survives ``execve``: a worker that subprocess starts (by vfork + exec)
-    inherits the driver's own peak, e.g. the 1M-pair arrays it generated, and every worker
-    would then report at least that. Elsewhere, ``ru_maxrss``.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return ru_maxrss_mib()
 
 
 Accuracy = Callable[[FloatArray, BoolArray, IntArray], tuple[float, float]]
@@ -449,14 +426,6 @@ def summary(rows: Sequence[Row], load_only: dict[int, WorkerResult]) -> dict[str
         ],
         "load_only": [asdict(r) for r in load_only.values()],
     }
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to a temporary name beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
