@@ -44,6 +44,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks._common import peak_rss_mib, write_json
+from benchmarks._common import CACHE_DIR, peak_rss_mib, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 20_240_611
@@ -371,12 +372,44 @@ def _progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+DATA_VERSION = 1
+"""Bumped whenever :func:`make_dataset` changes what it writes (old caches are ignored)."""
+
+
+def cached_dataset(quick: bool) -> Dataset:
+    """The generated folder and store, made once and kept in ``_common.CACHE_DIR``.
+
+    The data depend only on the seed, the size and :data:`DATA_VERSION`; a half-written
+    cache (an interrupted run) is never used: the data are written to a temporary folder
+    that is renamed into place, with a ``dataset.json`` that records what was made.
+    """
+    name = f"ijbc-{'quick' if quick else 'release'}-seed{SEED}-v{DATA_VERSION}"
+    final = CACHE_DIR / name
+    record = final / "dataset.json"
+    if record.is_file():
+        fields = json.loads(record.read_text(encoding="utf-8"))
+        fields.update(protocol_dir=final / "IJB-C", store=final / "ijbc.h5")
+        return Dataset(**fields)
+    _progress(
+        f"writing the {'small' if quick else 'release-size'} IJB-C folder and store to {final}"
+    )
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE_DIR))
+    made = make_dataset(work, quick)
+    fields = asdict(made)
+    fields.update(protocol_dir=None, store=None)
+    (work / "dataset.json").write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
+    if final.exists():  # a stale partial or older copy under the final name
+        shutil.rmtree(final)
+    os.replace(work, final)
+    return cached_dataset(quick)
+
+
 def measure(quick: bool, repeat: int = 1) -> Result:
-    """Make the data, run the worker ``repeat`` times, keep the fastest run."""
+    """Make (or reuse) the data, run the worker ``repeat`` times, keep the fastest run."""
+    dataset = cached_dataset(quick)
     with tempfile.TemporaryDirectory(prefix="facebench-ijbc-bench-") as tmp:
         work = Path(tmp)
-        _progress(f"writing the {'small' if quick else 'release-size'} IJB-C folder and store")
-        dataset = make_dataset(work, quick)
         runs: list[dict[str, Any]] = []
         for i in range(repeat):
             _progress(f"evaluation worker, run {i + 1} of {repeat}")

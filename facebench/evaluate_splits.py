@@ -25,12 +25,15 @@ from facebench import __version__
 from facebench.errors import FacebenchError, MissingItemsError
 from facebench.evaluate import downsample_roc, store_summary
 from facebench.metrics import auc, count_at_thresholds, equal_error_rate, tar_at_far
+from facebench.pool_store import UNIT_ROWS, TemplateSet, pool_from_store
 from facebench.report import SplitReport
-from facebench.scoring import read_features
 from facebench.store import FeatureStore
 from protocols import Split, TemplateProtocol, Templates
 
 PAIR_CHUNK = 1 << 15
+DEFAULT_MEMORY_MIB = 256
+"""Working memory of the streamed stages (store reads, score blocks) unless told."""
+MIN_MEMORY_MIB = 16
 SCORE_BLOCK_BYTES = 1 << 26
 """Scores per matrix product in :func:`chunked_scores` (64 MiB of float64)."""
 MASKED_BLOCKS = 16
@@ -64,39 +67,27 @@ class SplitOptions:
 IntArray = npt.NDArray[np.int64]
 
 
-@dataclass
-class _Features:
-    """Unit features and raw norms of every needed item, and where each template set's
-    membership rows find theirs.
-
-    ``unit`` holds the store's float32 rows when there is no per-item flip fusion (pooling
-    converts a block at a time, exactly), else the fused float64 rows.
-    """
-
-    unit: npt.NDArray[np.floating[Any]]
-    norms: npt.NDArray[np.float64]
-    unit_flip: npt.NDArray[np.floating[Any]] | None
-    norms_flip: npt.NDArray[np.float64] | None
-    absent: set[str]
-    # id(Templates) -> (membership rows kept, or None for all; their rows in `unit`)
-    rows: dict[int, tuple[npt.NDArray[np.bool_] | None, IntArray]]
-
-
-def _template_sets(protocol: TemplateProtocol) -> list[Templates]:
-    """Every distinct Templates object of the protocol (1:N sets are often shared)."""
+def _splits_sets(splits: Sequence[Split]) -> tuple[list[Templates], dict[int, int]]:
+    """The distinct template sets the chosen splits use, and id(Templates) -> its uses."""
     sets: dict[int, Templates] = {}
-    for split in protocol.splits:
-        if split.verification is not None:
-            sets.setdefault(id(split.verification.templates), split.verification.templates)
+    uses: dict[int, int] = {}
+    for split in splits:
+        used = [] if split.verification is None else [split.verification.templates]
         for ident in split.identification:
-            for templates in (ident.gallery_templates, ident.probe_templates):
-                sets.setdefault(id(templates), templates)
-    return list(sets.values())
+            used += [ident.gallery_templates, ident.probe_templates]
+        for templates in used:
+            sets.setdefault(id(templates), templates)
+            uses[id(templates)] = uses.get(id(templates), 0) + 1
+    return list(sets.values()), uses
 
 
-def _read_items(
-    store: FeatureStore, protocol: TemplateProtocol, options: SplitOptions
-) -> tuple[_Features, list[str]]:
+def _locate(
+    store: FeatureStore,
+    protocol: TemplateProtocol,
+    sets: Sequence[Templates],
+    options: SplitOptions,
+) -> tuple[list[TemplateSet], list[str]]:
+    """Each set's membership rows found in the store (skipped items left out)."""
     skipped = store.skipped()
     lost: list[str] = []
     warnings: list[str] = []
@@ -115,100 +106,23 @@ def _read_items(
             " their templates are pooled from the remaining items"
         )
     absent = set(lost)
-    # Store rows of each set's memberships: a dict lookup per row, no sorted key list.
-    store_rows: dict[int, tuple[npt.NDArray[np.bool_] | None, IntArray]] = {}
-    for templates in _template_sets(protocol):
+    located = []
+    for templates in sets:
         keys: Sequence[str] = templates.item_keys
         keep = None
         if absent:
             keep = np.fromiter((k not in absent for k in keys), bool, count=len(keys))
             keys = [k for k, ok in zip(keys, keep, strict=True) if ok]
         try:
-            store_rows[id(templates)] = (keep, store.index_of(keys))
+            located.append(TemplateSet(templates, keep, store.index_of(keys)))
         except MissingItemsError:
             # The error of a lookup of every needed item, sorted (its first missing ids).
             store.index_of([k for k in protocol.items if k not in absent])
             raise
-    # Each needed row is read once, in store order; `position` maps a store row to it.
-    needed = np.zeros(store.info.n_items, dtype=bool)
-    for _, found in store_rows.values():
-        needed[found] = True
-    read = np.flatnonzero(needed)
-    position = np.cumsum(needed, dtype=np.int64) - 1
-    # insightface pooling needs the raw flipped features; the other modes fuse per item.
-    per_item = "none" if options.pooling == "insightface" else options.flip_fusion
-    unit, norms = read_features(store, read, per_item)
-    unit_flip = norms_flip = None
-    if options.pooling == "insightface" and options.flip_fusion != "none":
-        unit_flip, norms_flip = read_features(store, read, "none", flip=True)
-    features = _Features(
-        unit=unit,
-        norms=norms,
-        unit_flip=unit_flip,
-        norms_flip=norms_flip,
-        absent=absent,
-        rows={key: (keep, position[found]) for key, (keep, found) in store_rows.items()},
-    )
-    return features, warnings
+    return located, warnings
 
 
-def _pool(
-    features: _Features, templates: Templates, options: SplitOptions
-) -> npt.NDArray[np.float64]:
-    """Unit feature of every template (T, D')."""
-    from facebench.pooling import pool_templates
-
-    keep, rows = features.rows[id(templates)]
-    item_template = templates.item_template if keep is None else templates.item_template[keep]
-    has = np.zeros(templates.n_templates, dtype=bool)
-    has[item_template] = True
-    if not has.all():
-        empty = templates.ids[~has]
-        raise MissingItemsError(
-            f"Expected features for every template, but {empty.size} templates have none"
-            f" (first: {', '.join(map(str, empty[:5]))}); their items were all skipped at"
-            " extraction"
-        )
-
-    def kept(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return values if keep is None else values[keep]
-
-    flips = options.pooling == "insightface" and features.unit_flip is not None
-    return pool_templates(
-        features.unit,
-        features.norms[rows],
-        item_template,
-        kept(templates.item_media),
-        templates.n_templates,
-        mode=options.pooling,
-        unit_flip=features.unit_flip if flips else None,
-        norms_flip=features.norms_flip[rows] if flips and features.norms_flip is not None else None,
-        flip_fusion=options.flip_fusion if options.pooling == "insightface" else "none",
-        item_score=None if templates.item_score is None else kept(templates.item_score),
-        template_ids=templates.ids,
-        item_rows=rows,
-    )
-
-
-def _pool_all(
-    features: _Features, splits: Sequence[Split], options: SplitOptions
-) -> tuple[dict[int, npt.NDArray[np.float64]], dict[int, int]]:
-    """id(Templates) -> pooled features, for every set the splits use (each pooled once),
-    and id(Templates) -> the number of times the splits use it."""
-    pooled: dict[int, npt.NDArray[np.float64]] = {}
-    uses: dict[int, int] = {}
-    for split in splits:
-        sets = [] if split.verification is None else [split.verification.templates]
-        for ident in split.identification:
-            sets += [ident.gallery_templates, ident.probe_templates]
-        for templates in sets:
-            uses[id(templates)] = uses.get(id(templates), 0) + 1
-            if id(templates) not in pooled:
-                pooled[id(templates)] = _pool(features, templates, options)
-    return pooled, uses
-
-
-def _used(index: IntArray, n: int) -> tuple[IntArray, npt.NDArray[np.int32]]:
+def _used(index: npt.NDArray[np.integer[Any]], n: int) -> tuple[IntArray, npt.NDArray[np.int32]]:
     """The distinct values of ``index`` (ascending) and a map value -> its position."""
     used = np.zeros(n, dtype=bool)
     used[index] = True
@@ -225,7 +139,11 @@ def _block_key_dtype(n_blocks: int) -> type[np.integer[Any]]:
 
 
 def chunked_scores(
-    pooled: npt.NDArray[np.float64], left: npt.NDArray[np.int64], right: npt.NDArray[np.int64]
+    pooled: npt.NDArray[np.float64],
+    left: npt.NDArray[np.integer[Any]],
+    right: npt.NDArray[np.integer[Any]],
+    *,
+    block_bytes: int = SCORE_BLOCK_BYTES,
 ) -> npt.NDArray[np.float64]:
     """Dot products of template pairs, float64, in memory independent of the pair count.
 
@@ -261,7 +179,7 @@ def chunked_scores(
             )
         return scores
     width = rights.size
-    block = int(max(1, min(lefts.size, SCORE_BLOCK_BYTES // (8 * width))))
+    block = int(max(1, min(lefts.size, block_bytes // (8 * width))))
     n_blocks = -(-lefts.size // block)
     # Per pair: its block of left templates, and the element of that block's score matrix
     # it reads (int32: a block holds at most SCORE_BLOCK_BYTES / 8 elements).
@@ -318,11 +236,18 @@ def evaluate_templates(
     options: SplitOptions | None = None,
     *,
     timer: Callable[[str], None] | None = None,
+    memory_mib: int | None = None,
 ) -> tuple[SplitReport, dict[str, npt.NDArray[Any]]]:
     """Evaluate a template protocol on a feature store: 1:1 and 1:N of every split.
 
     Parameters
     ----------
+    memory_mib : int, optional
+        Working memory for the streamed stages, in MiB (default ``DEFAULT_MEMORY_MIB``):
+        a quarter for each store read, a quarter for each block of 1:1 score products.
+        It never changes a number (reads are summed in fixed units, and every score is
+        its own dot product), only how much is held at once; the protocol's arrays, the
+        pooled templates and the scores of all pairs come on top.
     timer : callable, optional
         Called with a stage's name as each stage ends (for benchmarks; see
         :data:`STAGES`): ``read`` (store opened, needed rows read), ``pool`` (the
@@ -356,15 +281,30 @@ def evaluate_templates(
             )
         splits = tuple(s for s in splits if s.split in options.splits)
     tick = timer or _no_timer
+    if memory_mib is not None and memory_mib < MIN_MEMORY_MIB:
+        raise FacebenchError(
+            f"Expected a memory budget of at least {MIN_MEMORY_MIB} MiB, but got {memory_mib}"
+        )
+    working = (memory_mib or DEFAULT_MEMORY_MIB) << 20
+    score_block_bytes = working // 4
+    sets, uses = _splits_sets(splits)
     with FeatureStore.open(store_path) as store:
-        features, warnings = _read_items(store, protocol, options)
+        # A read holds about three copies of its rows (HDF5, the checked rows, float64).
+        unit_bytes = UNIT_ROWS * max(store.info.dim, 1) * 4 * 3
+        units_per_read = max(1, working // 4 // unit_bytes)
+        located, warnings = _locate(store, protocol, sets, options)
         store_info = store_summary(store)
-    del store  # its id list and index (tens of MB at IJB-C size)
-    tick("read")
-    # Every set is pooled before anything is scored, so that the item features (the
-    # largest arrays of a run) are freed before the scores and their sorted copies exist.
-    pooled_sets, uses = _pool_all(features, splits, options)
-    del features
+        tick("read")
+        pooled = pool_from_store(
+            store,
+            located,
+            mode=options.pooling,
+            flip_fusion=options.flip_fusion,
+            units_per_read=units_per_read,
+        )
+    del store, located  # the store's id list and index (tens of MB at IJB-C size)
+    pooled_sets = {id(t): p for t, p in zip(sets, pooled, strict=True)}
+    del pooled
     tick("pool")
 
     def take(templates: Templates) -> npt.NDArray[np.float64]:
@@ -393,7 +333,9 @@ def evaluate_templates(
         entry: dict[str, Any] = {"split": split.split}
         ver = split.verification
         if ver is not None:
-            scores = chunked_scores(take(ver.templates), ver.left, ver.right)
+            scores = chunked_scores(
+                take(ver.templates), ver.left, ver.right, block_bytes=score_block_bytes
+            )
             tick("score")
             counts = count_at_thresholds(scores, ver.is_same)
             tick("counts")

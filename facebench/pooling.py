@@ -279,7 +279,7 @@ class _Segments:
         return out
 
 
-def _normalize_sets(
+def normalize_sets(
     pooled: FloatArray, ids: npt.NDArray[Any] | None, what: str, why: str
 ) -> FloatArray:
     """L2-normalize the rows of ``pooled`` in place (and return it)."""
@@ -436,24 +436,9 @@ def pool_templates(
     _require_rows(rows_per_template, ids, "template", "items")
     width = 2 * d if flip_fusion == "concat" else d
 
-    if mode == "mean":
-        weights = 1.0 / rows_per_template[t]
-        grouped = None
-    else:
-        # One group per (template, media) pair: mean over a group's rows, then over (or,
-        # for insightface, sum over) the template's groups. One stable sort by
-        # (template, media) finds the groups and lists each template's rows together.
-        grouped, group, group_template = _media_groups(t, media, n_templates)
-        rows_per_group = np.bincount(group)
-        media_per_template = np.bincount(group_template, minlength=n_templates)
-        if mode == "insightface":
-            weights = 1.0 / rows_per_group[group]  # mean within a media, SUM over media
-            if score is not None:
-                weights = weights * score
-        else:
-            weights = 1.0 / (rows_per_group[group] * media_per_template[t])
-            if mode == "norm":
-                weights = weights * (r if rf is None else (r + rf) / 2.0)
+    weights, grouped = pooling_weights(t, media, n_templates, mode, score)
+    if mode == "norm":
+        weights = weights * (r if rf is None else (r + rf) / 2.0)
 
     segments = _Segments.of(t, n_templates, width, grouped)
     cap = segments.cap
@@ -470,12 +455,54 @@ def pool_templates(
         pooled = segments.weighted_sum(
             _fused_rows(flip_fusion, u, r, uf, rf, cap, table), weights, width
         )
-    return _normalize_sets(
+    return normalize_sets(
         pooled,
         ids,
         "template",
         "its weighted item features cancel out, its detector scores are 0, or an input holds NaN",
     )
+
+
+def pooling_weights(
+    item_template: IntArray,
+    item_media: IntArray,
+    n_templates: int,
+    mode: str,
+    item_score: FloatArray | None = None,
+) -> tuple[FloatArray, IntArray | None]:
+    """The weight of each membership row in its template's sum, before any raw norm.
+
+    Every mode of :data:`POOLING_MODES` pools template ``t`` as
+    ``normalize(sum_i w_i n_i x_i)`` over its rows ``i``, where ``x_i`` is the row's
+    (fused) unit feature and ``n_i`` a norm factor: 1 for ``mean`` and ``media``, the raw
+    norm (or the mean of the image's and mirror's) for ``norm``, and for ``insightface``
+    the raw norm of each of the two raw features it adds. This function gives ``w_i``:
+
+    - ``mean``: ``1 / rows of the template``;
+    - ``media`` and ``norm``: ``1 / (rows of the row's media x media of the template)``;
+    - ``insightface``: ``score_i / rows of the row's media`` (``score_i = 1`` without
+      detector scores): the mean within a media, summed over media.
+
+    Returns
+    -------
+    weights : ndarray of float64, shape (M,)
+    grouped : ndarray of int64, shape (M,), or None
+        The rows sorted stably by (template, media) (None for ``mean``), which lists each
+        template's rows together.
+    """
+    if mode == "mean":
+        rows_per_template = np.bincount(item_template, minlength=n_templates)
+        return 1.0 / rows_per_template[item_template], None
+    # One group per (template, media) pair: mean over a group's rows, then over (or, for
+    # insightface, sum over) the template's groups. One stable sort by (template, media)
+    # finds the groups and lists each template's rows together.
+    grouped, group, group_template = _media_groups(item_template, item_media, n_templates)
+    rows_per_group = np.bincount(group)
+    if mode == "insightface":
+        weights = 1.0 / rows_per_group[group]  # mean within a media, SUM over media
+        return (weights if item_score is None else weights * item_score), grouped
+    media_per_template = np.bincount(group_template, minlength=n_templates)
+    return 1.0 / (rows_per_group[group] * media_per_template[item_template]), grouped
 
 
 def _media_groups(
@@ -645,7 +672,7 @@ def pool_videos(
     weights = 1.0 / frames_per_video[v]
     segments = _Segments.of(v, n_videos, u.shape[1])
     pooled = segments.weighted_sum(_Gather(u, segments.cap), weights, u.shape[1])
-    return _normalize_sets(pooled, None, "video", "its frame features cancel out or hold NaN")
+    return normalize_sets(pooled, None, "video", "its frame features cancel out or hold NaN")
 
 
 def mean_pair_similarity(

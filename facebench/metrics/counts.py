@@ -6,6 +6,7 @@ Decision rule everywhere in facebench: a pair is accepted ("same") when
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,35 @@ def check_scores(
     return s64, y
 
 
+PARALLEL_SORT_MIN = 1 << 20
+"""From this many scores, :func:`sorted_scores` sorts two halves in two threads."""
+
+
+def sorted_scores(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``np.sort(values)``; above ``PARALLEL_SORT_MIN`` elements, the two halves are sorted
+    in two threads (numpy sorts without holding the GIL) and merged by a stable sort, which
+    finds the two runs and merges them in linear time. The same values in the same order
+    as one sort: sorting is exact."""
+    if values.size < PARALLEL_SORT_MIN or (os.cpu_count() or 1) < 2:
+        return np.sort(values)
+    from concurrent.futures import ThreadPoolExecutor
+
+    half = values.size // 2
+    out = np.empty_like(values)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = [pool.submit(_sort_into, values[:half], out[:half])]
+        parts.append(pool.submit(_sort_into, values[half:], out[half:]))
+        for part in parts:
+            part.result()
+    out.sort(kind="stable")  # two ascending runs: one linear merge
+    return out
+
+
+def _sort_into(source: npt.NDArray[np.float64], target: npt.NDArray[np.float64]) -> None:
+    target[...] = source
+    target.sort()
+
+
 def count_at_thresholds(scores: npt.ArrayLike, is_same: npt.ArrayLike) -> ThresholdCounts:
     """Count accepted genuine and impostor pairs at every distinct score.
 
@@ -110,24 +140,52 @@ def count_at_thresholds(scores: npt.ArrayLike, is_same: npt.ArrayLike) -> Thresh
     Returns
     -------
     ThresholdCounts
-        See its attributes. Computed with two sorts (genuine, impostor) and binary searches:
-        no threshold grid, exact counts at every distinct score.
+        See its attributes. Computed with one sort of each class (the impostors in two
+        threads when there are many), the genuine scores inserted among the impostors, and
+        cumulative counts over the runs of equal scores: no threshold grid, exact integer
+        counts at every distinct score.
     """
     s, y = check_scores(scores, is_same)
     genuine = np.sort(s[y])
-    impostor = np.sort(s[~y])
-    # The union of both sorted runs; a stable sort merges two runs in linear time.
-    merged = np.sort(np.concatenate((genuine, impostor)), kind="stable")
-    last_of_value = np.empty(merged.size, dtype=bool)
-    np.not_equal(merged[1:], merged[:-1], out=last_of_value[:-1])
-    last_of_value[-1] = True
-    distinct = merged[last_of_value][::-1]  # descending
-    tp = genuine.size - np.searchsorted(genuine, distinct, side="left")
-    fp = impostor.size - np.searchsorted(impostor, distinct, side="left")
+    impostor = sorted_scores(s[~y])
+    n = s.size
+    # Both classes in one ascending array: each genuine score goes before the impostors
+    # equal to it (a linear insertion, not a second sort of all scores).
+    at = np.searchsorted(impostor, genuine, side="left")
+    genuine_at = at + np.arange(genuine.size)  # ascending positions in `merged`
+    merged = np.insert(impostor, at, genuine)
+    # Runs of equal scores, by the index of their first element (ascending); read from
+    # the top they are the distinct thresholds in descending order.
+    new_value = np.empty(n, dtype=bool)
+    new_value[0] = True
+    np.not_equal(merged[1:], merged[:-1], out=new_value[1:])
+    distinct = bool(new_value.all())  # the usual case: no two scores are equal
+    starts = None if distinct else np.flatnonzero(new_value)
+    del new_value
+    m = n if starts is None else starts.size
+    thresholds = np.empty(m + 1, dtype=np.float64)
+    thresholds[0] = np.inf
+    thresholds[1:] = (merged if starts is None else merged[starts])[::-1]
+    del merged
+    # Threshold j (1..m) is run m - j. Genuine accepted: a step function of j that rises at
+    # the runs holding genuine scores, built from the G genuine runs alone.
+    run = genuine_at if starts is None else np.searchsorted(starts, genuine_at, side="right") - 1
+    rises, per_rise = np.unique(m - run, return_counts=True)
+    lengths = np.diff(np.concatenate(([0], rises, [m + 1])))
+    tp = np.repeat(np.concatenate(([0], np.cumsum(per_rise))), lengths).astype(np.int64, copy=False)
+    # Everything accepted at threshold j: the elements from its run's start up (j of them
+    # when every score is distinct).
+    fp = np.empty(m + 1, dtype=np.int64)
+    fp[0] = 0
+    if starts is None:
+        fp[1:] = np.arange(1, m + 1)
+    else:
+        np.subtract(n, starts[::-1], out=fp[1:])
+    fp -= tp
     return ThresholdCounts(
-        thresholds=np.concatenate(([np.inf], distinct)),
-        n_genuine_accepted=np.concatenate(([0], tp)).astype(np.int64),
-        n_impostor_accepted=np.concatenate(([0], fp)).astype(np.int64),
+        thresholds=thresholds,
+        n_genuine_accepted=tp,
+        n_impostor_accepted=fp,
         n_genuine=int(genuine.size),
         n_impostor=int(impostor.size),
         genuine_sorted=genuine,
