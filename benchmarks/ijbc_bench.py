@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks._common import CACHE_DIR, peak_rss_mib, write_json
+from benchmarks._common import CACHE_DIR, bench_line, peak_rss_mib, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 20_240_611
@@ -260,28 +260,48 @@ def score_check(
     return worst
 
 
+class _Stages:
+    """Wall and kernel seconds per stage, and the peak RSS when each stage ended."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self.kernel: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
+        self.start = time.perf_counter()
+        self.clock = [self.start]
+        self.system = [os.times().system]
+
+    def __call__(self, stage: str) -> None:
+        now, now_system = time.perf_counter(), os.times().system
+        self.stages[stage] = self.stages.get(stage, 0.0) + now - self.clock[0]
+        self.kernel[stage] = self.kernel.get(stage, 0.0) + now_system - self.system[0]
+        self.peaks[stage] = peak_rss_mib()  # VmHWM never falls: the peak so far
+        self.clock[0], self.system[0] = time.perf_counter(), os.times().system
+
+    def as_dict(self) -> dict[str, Any]:
+        self.stages.pop("imports", None)  # made before the timed run, as a script's are
+        self.kernel.pop("imports", None)
+        return {
+            "stages_s": self.stages,
+            "stages_kernel_s": self.kernel,
+            "peak_after_stage_mib": self.peaks,
+            "total_s": sum(self.stages.values()),
+            "wall_s": self.clock[0] - self.start,
+            "peak_rss_mib": peak_rss_mib(),
+        }
+
+
 def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[str, Any]:
-    """Parse, evaluate and write a report, timing each stage; then check the numbers."""
+    """Parse, evaluate and write a report as ``facebench verify --protocol ijbc --pooling
+    media --json`` does, timing each stage; then check the numbers (not timed)."""
     from facebench.evaluate_splits import SplitOptions, evaluate_templates
     from facebench.report import write_report
     from protocols.ijbc import load_ijbc
 
     rss_imports = _vm_rss_mib()
-    stages: dict[str, float] = {}
-    kernel: dict[str, float] = {}
-    peaks: dict[str, float] = {}
-    clock = [time.perf_counter()]
-    system = [os.times().system]
-
-    def timer(stage: str) -> None:
-        now, now_system = time.perf_counter(), os.times().system
-        stages[stage] = stages.get(stage, 0.0) + now - clock[0]
-        kernel[stage] = kernel.get(stage, 0.0) + now_system - system[0]
-        peaks[stage] = peak_rss_mib()  # VmHWM never falls: the peak so far
-        clock[0], system[0] = time.perf_counter(), os.times().system  # not part of a stage
-
-    start = clock[0]
-    protocol = load_ijbc(protocol_dir)
+    timer = _Stages()
+    # As verify: the landmarks file (detector scores) is read only for insightface pooling.
+    protocol = load_ijbc(protocol_dir, detector_scores=POOLING == "insightface")
     timer("parse")
     report, pair_data = evaluate_templates(
         protocol, store, SplitOptions(pooling=POOLING, far_targets=FAR_TARGETS), timer=timer
@@ -289,9 +309,7 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     report_path = out / "report.json"
     write_report(report, report_path, pair_data, overwrite=True)
     timer("write")
-    total = sum(stages.values())
-    wall = clock[0] - start
-    peak = peak_rss_mib()
+    measured = timer.as_dict()
 
     (entry,) = report.splits
     scores, is_same = pair_data["score"], pair_data["is_same"]
@@ -299,12 +317,7 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     expected = [brute_force_tar(scores, is_same, t) for t, _ in tar]
     worst = score_check(protocol, store, scores, seed)
     return {
-        "stages_s": stages,
-        "stages_kernel_s": kernel,
-        "peak_after_stage_mib": peaks,
-        "total_s": total,
-        "wall_s": wall,
-        "peak_rss_mib": peak,
+        **measured,
         "rss_after_imports_mib": rss_imports,
         "n_pairs": int(entry["n_pairs"]),
         "n_genuine": int(entry["n_genuine"]),
@@ -320,6 +333,16 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     }
 
 
+def run_baseline_worker(protocol_dir: Path, store: Path, out: Path) -> dict[str, Any]:
+    """The common script's algorithm (:mod:`benchmarks.ijbc_baseline`), timed by stage."""
+    from benchmarks import ijbc_baseline
+
+    rss_imports = _vm_rss_mib()
+    timer = _Stages()
+    found = ijbc_baseline.run(protocol_dir / "meta", store, out, timer)
+    return {**timer.as_dict(), "rss_after_imports_mib": rss_imports, **found}
+
+
 # --- the driver -----------------------------------------------------------------------------
 
 
@@ -329,8 +352,11 @@ class Result:
 
     quick: bool
     dataset: Dataset
-    worker: dict[str, Any]
+    worker: dict[str, Any]  # the fastest warm run (the protocol cache filled)
     runs_total_s: list[float] = field(default_factory=list)
+    cold: dict[str, Any] | None = None  # the first run, with an empty protocol cache
+    baseline: dict[str, Any] | None = None
+    baseline_scores_max_abs_diff: float | None = None
 
     @property
     def budget_mib(self) -> float:
@@ -350,11 +376,16 @@ class Result:
         return [max(p) if p else None for p in found]
 
 
-def spawn_worker(dataset: Dataset, out: Path) -> dict[str, Any]:
-    """Run :func:`run_worker` in a fresh interpreter and parse its JSON line."""
+def spawn_worker(
+    dataset: Dataset, out: Path, side: str = "facebench", cache: Path | None = None
+) -> dict[str, Any]:
+    """Run one side (:func:`run_worker` or :func:`run_baseline_worker`) in a fresh
+    interpreter and parse its JSON line; ``cache`` is facebench's protocol cache folder."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "benchmarks.ijbc_bench", "--worker"]
+    if cache is not None:
+        env["FACEBENCH_CACHE_DIR"] = str(cache)
+    command = [sys.executable, "-m", "benchmarks.ijbc_bench", "--worker", side]
     command += ["--protocol-dir", str(dataset.protocol_dir), "--store", str(dataset.store)]
     command += ["--out", str(out)]
     proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
@@ -405,19 +436,58 @@ def cached_dataset(quick: bool) -> Dataset:
     return cached_dataset(quick)
 
 
-def measure(quick: bool, repeat: int = 1) -> Result:
-    """Make (or reuse) the data, run the worker ``repeat`` times, keep the fastest run."""
+def measure(quick: bool, repeat: int = 1, baseline: bool = True) -> Result:
+    """Make (or reuse) the data; run facebench once with an empty protocol cache (cold),
+    then ``repeat`` times with it filled (warm; the fastest is kept), then the baseline."""
     dataset = cached_dataset(quick)
     with tempfile.TemporaryDirectory(prefix="facebench-ijbc-bench-") as tmp:
         work = Path(tmp)
+        cache = work / "protocol-cache"
+
+        def out_dir(name: str) -> Path:
+            path = work / name
+            path.mkdir()
+            return path
+
+        _progress("facebench, cold (an empty protocol cache: the pair file is parsed)")
+        cold = spawn_worker(dataset, out_dir("cold"), cache=cache)
         runs: list[dict[str, Any]] = []
         for i in range(repeat):
-            _progress(f"evaluation worker, run {i + 1} of {repeat}")
-            out = work / f"run{i}"
-            out.mkdir()
-            runs.append(spawn_worker(dataset, out))
+            _progress(f"facebench, warm (the parsed pair file cached), run {i + 1} of {repeat}")
+            runs.append(spawn_worker(dataset, out_dir(f"warm{i}"), cache=cache))
+        found = None
+        worst = None
+        if baseline:
+            _progress("baseline (the common script's algorithm; about 1.5 minutes at full size)")
+            found = spawn_worker(dataset, out_dir("baseline"), side="baseline")
+            with np.load(work / "cold" / "report.scores.npz") as ours:
+                theirs = np.load(work / "baseline" / "baseline_scores.npy")
+                worst = float(np.max(np.abs(ours["score"] - theirs)))
     best = min(runs, key=lambda r: float(r["total_s"]))
-    return Result(quick, dataset, best, [float(r["total_s"]) for r in runs])
+    return Result(quick, dataset, best, [float(r["total_s"]) for r in runs], cold, found, worst)
+
+
+def bench_lines(result: Result) -> list[str]:
+    """The ``BENCH ijbc-1v1`` lines: warm (the steady state: every evaluation after the
+    first of a protocol folder) and cold (the very first)."""
+    base = result.baseline
+    lines = []
+    size = "-quick" if result.quick else ""
+    for name, run in (("ijbc-1v1", result.worker), ("ijbc-1v1-cold", result.cold)):
+        if run is None:
+            continue
+        t = float(run["total_s"])
+        lines.append(
+            bench_line(
+                name + size,
+                ratio=None if base is None else float(base["total_s"]) / t,
+                time_s=t,
+                peak_mib=float(run["peak_rss_mib"]),
+                baseline_time_s=None if base is None else float(base["total_s"]),
+                baseline_peak_mib=None if base is None else float(base["peak_rss_mib"]),
+            )
+        )
+    return lines
 
 
 def render(result: Result) -> None:
@@ -433,14 +503,44 @@ def render(result: Result) -> None:
         f"{result.dataset.dim}, {w['n_templates']:,} templates, {w['n_pairs']:,} pairs"
     )
     table.add_column("stage", no_wrap=True)
-    table.add_column("seconds", justify="right", no_wrap=True)
+    table.add_column("warm s", justify="right", no_wrap=True)
     table.add_column("share", justify="right", no_wrap=True)
     table.add_column("kernel s", justify="right", no_wrap=True)
     table.add_column("peak RSS MiB so far", justify="right", no_wrap=True)
+    table.add_column("cold s", justify="right", no_wrap=True)
+    table.add_column("baseline s", justify="right", no_wrap=True)
+    table.add_column("baseline peak MiB", justify="right", no_wrap=True)
     total = float(w["total_s"])
     kernel = result.stage_seconds("stages_kernel_s")
-    for (label, seconds), (_, in_kernel), peak_so_far in zip(
-        result.stage_seconds(), kernel, result.stage_peaks(), strict=True
+
+    def column(run: dict[str, Any] | None) -> list[str]:
+        if run is None:
+            return ["" for _ in STAGES]
+        measured = run["stages_s"]
+        return [
+            f"{sum(measured[k] for k in keys if k in measured):.3f}"
+            if any(k in measured for k in keys)
+            else ""
+            for _, keys in STAGES
+        ]
+
+    def peaks(run: dict[str, Any] | None) -> list[str]:
+        if run is None:
+            return ["" for _ in STAGES]
+        found = [
+            [run["peak_after_stage_mib"][k] for k in keys if k in run["peak_after_stage_mib"]]
+            for _, keys in STAGES
+        ]
+        return [f"{max(p):,.0f}" if p else "" for p in found]
+
+    for (label, seconds), (_, in_kernel), peak_so_far, cold_s, base_s, base_peak in zip(
+        result.stage_seconds(),
+        kernel,
+        result.stage_peaks(),
+        column(result.cold),
+        column(result.baseline),
+        peaks(result.baseline),
+        strict=True,
     ):
         table.add_row(
             label,
@@ -448,13 +548,23 @@ def render(result: Result) -> None:
             f"{seconds / total:.1%}" if total else "n/a",
             f"{in_kernel:.2f}",
             "" if peak_so_far is None else f"{peak_so_far:,.1f}",
+            cold_s,
+            base_s,
+            base_peak,
         )
+
+    def total_of(run: dict[str, Any] | None, key: str, fmt: str) -> str:
+        return "" if run is None else format(float(run[key]), fmt)
+
     table.add_row(
         "total",
         f"{total:.3f}",
         "100.0%",
         f"{sum(s for _, s in kernel):.2f}",
         f"{w['peak_rss_mib']:,.1f}",
+        total_of(result.cold, "total_s", ".3f"),
+        total_of(result.baseline, "total_s", ".3f"),
+        total_of(result.baseline, "peak_rss_mib", ",.0f"),
         style="bold",
     )
     console.print(table)
@@ -487,8 +597,19 @@ def render(result: Result) -> None:
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"numpy {np.__version__}, {platform.platform()}",
     ]
+    if result.baseline is not None:
+        base = result.baseline
+        notes.append(
+            "baseline (insightface eval_ijbc.py's algorithm, benchmarks/ijbc_baseline.py): "
+            f"{float(base['total_s']):.1f} s, peak {float(base['peak_rss_mib']):,.0f} MiB; its "
+            f"scores vs facebench's: max |difference| {result.baseline_scores_max_abs_diff:.3g}"
+            "; its TAR (nearest-FPR rule) at FAR "
+            + ", ".join(f"{r['far_target']:g}: {r['tar']:.4f}" for r in base["tar_at_far"])
+        )
     for note in notes:
         console.print(note, soft_wrap=True, highlight=False)
+    for line in bench_lines(result):
+        print(line, flush=True)
 
 
 def summary(result: Result) -> dict[str, Any]:
@@ -512,6 +633,10 @@ def summary(result: Result) -> dict[str, Any]:
             )
         ],
         "worker": result.worker,
+        "cold": result.cold,
+        "baseline": result.baseline,
+        "baseline_scores_max_abs_diff": result.baseline_scores_max_abs_diff,
+        "bench_lines": bench_lines(result),
         "runs_total_s": result.runs_total_s,
         "budget_mib": result.budget_mib,
         "target_seconds": TARGET_SECONDS,
@@ -536,7 +661,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the numbers here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     parser.add_argument("--repeat", type=int, default=1, help="worker runs; the fastest is kept")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="facebench only (seconds, not minutes)"
+    )
+    parser.add_argument("--worker", choices=("facebench", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--protocol-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -553,11 +681,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks.ijbc_bench`` and of its worker subprocess."""
     args = parse_args(argv)
-    if args.worker:
+    if args.worker == "facebench":
         measured = run_worker(args.protocol_dir, args.store, args.out, SEED)
         print(json.dumps(measured), flush=True)
         return 0
-    result = measure(args.quick, args.repeat)
+    if args.worker == "baseline":
+        print(json.dumps(run_baseline_worker(args.protocol_dir, args.store, args.out)), flush=True)
+        return 0
+    result = measure(args.quick, args.repeat, baseline=not args.no_baseline)
     render(result)
     if args.json is not None:
         write_json(args.json, summary(result))

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from facebench import __version__
+from facebench import __version__, pool_store
 from facebench.errors import FacebenchError, MissingItemsError
 from facebench.evaluate import downsample_roc, store_summary
 from facebench.metrics import auc, count_at_thresholds, equal_error_rate, tar_at_far
-from facebench.pool_store import UNIT_ROWS, TemplateSet, pool_from_store
+from facebench.pool_store import TemplateSet, pool_from_store
 from facebench.report import SplitReport
 from facebench.store import FeatureStore
 from protocols import Split, TemplateProtocol, Templates
@@ -34,6 +34,7 @@ PAIR_CHUNK = 1 << 15
 DEFAULT_MEMORY_MIB = 256
 """Working memory of the streamed stages (store reads, score blocks) unless told."""
 MIN_MEMORY_MIB = 16
+_MIB = 1 << 20  # bytes per MiB of the budget (tests shrink it to exercise many blocks)
 SCORE_BLOCK_BYTES = 1 << 26
 """Scores per matrix product in :func:`chunked_scores` (64 MiB of float64)."""
 MASKED_BLOCKS = 16
@@ -179,7 +180,9 @@ def chunked_scores(
             )
         return scores
     width = rights.size
-    block = int(max(1, min(lefts.size, block_bytes // (8 * width))))
+    # At least two rows a block: numpy sends a one-row product to the matrix-vector kernel,
+    # which sums in another order, and a score must not depend on the memory budget.
+    block = int(max(min(2, lefts.size), min(lefts.size, block_bytes // (8 * width))))
     n_blocks = -(-lefts.size // block)
     # Per pair: its block of left templates, and the element of that block's score matrix
     # it reads (int32: a block holds at most SCORE_BLOCK_BYTES / 8 elements).
@@ -204,7 +207,11 @@ def chunked_scores(
     matrix = np.empty((block, width), dtype=np.float64)
     for k in range(n_blocks):
         rows = left_rows[k * block : (k + 1) * block]
-        product = np.matmul(rows, right_rows, out=matrix[: rows.shape[0]]).reshape(-1)
+        if rows.shape[0] == 1 < block:  # a last block of one row: padded to two (see above)
+            padded = np.matmul(np.concatenate((rows, rows)), right_rows, out=matrix[:2])
+            product = padded[:1].reshape(-1)
+        else:
+            product = np.matmul(rows, right_rows, out=matrix[: rows.shape[0]]).reshape(-1)
         if n_blocks == 1:
             np.take(product, element, out=scores)
         elif order is None or bounds is None:
@@ -285,12 +292,12 @@ def evaluate_templates(
         raise FacebenchError(
             f"Expected a memory budget of at least {MIN_MEMORY_MIB} MiB, but got {memory_mib}"
         )
-    working = (memory_mib or DEFAULT_MEMORY_MIB) << 20
+    working = (memory_mib or DEFAULT_MEMORY_MIB) * _MIB
     score_block_bytes = working // 4
     sets, uses = _splits_sets(splits)
     with FeatureStore.open(store_path) as store:
         # A read holds about three copies of its rows (HDF5, the checked rows, float64).
-        unit_bytes = UNIT_ROWS * max(store.info.dim, 1) * 4 * 3
+        unit_bytes = pool_store.UNIT_ROWS * max(store.info.dim, 1) * 4 * 3
         units_per_read = max(1, working // 4 // unit_bytes)
         located, warnings = _locate(store, protocol, sets, options)
         store_info = store_summary(store)

@@ -17,7 +17,6 @@ with every pair's ids, score, label and fold.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -172,10 +171,11 @@ def write_report(
     check_writable(path, overwrite)
     check_writable(npz_path, overwrite)
     text = to_json(report)
-    buffer = io.BytesIO()
-    np.savez(buffer, **pair_data)  # type: ignore[arg-type]
     with atomic_path(npz_path, overwrite) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+        # Straight to the temporary file (renamed into place when complete): the per-pair
+        # arrays (300 MB at IJB-C size) are never held twice.
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **pair_data)  # type: ignore[arg-type]
     write_text_atomic(path, text, overwrite)
     return path, npz_path
 

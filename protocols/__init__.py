@@ -38,6 +38,9 @@ class ProtocolSpec:
     description: str
     load: Callable[..., Any]
     official: dict[str, int]
+    detector_scores: bool = False
+    """True when ``load`` takes ``detector_scores=`` (IJB-B/C: a landmarks file read only for
+    the pooling that weighs by detector scores)."""
 
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
@@ -68,6 +71,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         description="IJB-B: 1:1 (8,010,270 pairs) and 1:N S1/S2 (your insightface-style meta/)",
         load=ijbc.load_ijbb,
         official={"n_templates": 12115, "n_pairs": 8010270},
+        detector_scores=True,
     ),
     "ijbc": ProtocolSpec(
         name="ijbc",
@@ -75,6 +79,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         description="IJB-C: 1:1 (15,658,489 pairs) and 1:N G1/G2 (your insightface-style meta/)",
         load=ijbc.load_ijbc,
         official={"n_templates": 23124, "n_pairs": 15658489},
+        detector_scores=True,
     ),
 }
 

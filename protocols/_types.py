@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,16 @@ class TemplateProtocol:
         return sorted(keys)
 
 
-def files_sha256(root: str | Path, relative_paths: list[str]) -> str:
-    """The protocol checksum of PROTOCOLS.md: sha256 of the sorted "path sha256" lines."""
-    lines = sorted(f"{rel} {file_sha256(Path(root) / rel)}" for rel in relative_paths)
+def files_sha256(
+    root: str | Path, relative_paths: list[str], known: Mapping[str, str] | None = None
+) -> str:
+    """The protocol checksum of PROTOCOLS.md: sha256 of the sorted "path sha256" lines.
+
+    ``known`` maps relative paths to the sha256 of files already hashed while they were
+    read (the same bytes), so that a large file is not read twice.
+    """
+    known = known or {}
+    lines = sorted(
+        f"{rel} {known.get(rel) or file_sha256(Path(root) / rel)}" for rel in relative_paths
+    )
     return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facebench.errors import InputFormatError, located
+from protocols import _cache
 from protocols._types import (
     Identification,
     Split,
@@ -168,11 +170,15 @@ def _locate(root: Path, name: str) -> str | None:
     return found[0] if found else None
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, digests: dict[Path, str] | None = None) -> bytes:
+    """The file's bytes without a UTF-8 BOM; with ``digests``, its sha256 is recorded there
+    (of every byte, as :func:`facebench.fileio.file_sha256` computes it)."""
     try:
         data = path.read_bytes()
     except OSError as err:
         raise InputFormatError(f"{path}: cannot read the file ({err.strerror})") from None
+    if digests is not None:
+        digests[path] = hashlib.sha256(data).hexdigest()
     return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
 
 
@@ -559,10 +565,12 @@ def _read_search_set(
 # -- assembling the protocol ----------------------------------------------------------------
 
 
-def _landmark_table(path: Path) -> tuple[list[str], _Table, npt.NDArray[np.bool_]]:
+def _landmark_table(
+    path: Path, digests: dict[Path, str] | None = None
+) -> tuple[list[str], _Table, npt.NDArray[np.bool_]]:
     """Names (repeats dropped), the parsed table, and the keep mask of its rows."""
     table = _parse_table(
-        path, _read(path), ("name",) + ("float",) * 11, "image_name x1 y1 ... x5 y5 score"
+        path, _read(path, digests), ("name",) + ("float",) * 11, "image_name x1 y1 ... x5 y5 score"
     )
     names = _decode_names(path, table)
     _first_bad(
@@ -594,30 +602,16 @@ def _repeats_warning(rel: str, table: _Table, keep: npt.NDArray[np.bool_]) -> li
     ]
 
 
-def _images(
-    root: Path, tid_rel: str, pts_rel: str, warnings: list[str]
-) -> tuple[Templates, dict[str, Any]]:
-    """Every tid_mid template with its images, media and detector scores (subjects -1)."""
-    path = root / tid_rel
-    table = _parse_table(
-        path, _read(path), ("name", "int", "int"), "image_name template_id media_id"
-    )
-    _first_bad(
-        path,
-        table,
-        (table.values < 0).any(axis=1),
-        lambda row: (
-            "Expected non-negative template and media ids, but got "
-            f"{int(table.values[row, 0])} {int(table.values[row, 1])}"
-        ),
-    )
-    all_names = _decode_names(path, table)
-    keep = _drop_repeats(path, all_names, table, "each line is one loose crop")
-    names = _kept(all_names, keep)
-    warnings += _repeats_warning(tid_rel, table, keep)
-    template_of, media_of = table.values[keep, 0], table.values[keep, 1]
-
-    pts_names, pts, pts_keep = _landmark_table(root / pts_rel)
+def _detector_scores(
+    root: Path,
+    tid_rel: str,
+    pts_rel: str,
+    names: list[str],
+    warnings: list[str],
+    digests: dict[Path, str],
+) -> tuple[npt.NDArray[np.float64], dict[str, int]]:
+    """Each tid_mid image's detector score, joined by name; and the landmarks counts."""
+    pts_names, pts, pts_keep = _landmark_table(root / pts_rel, digests)
     warnings += _repeats_warning(pts_rel, pts, pts_keep)
     if pts_names == names:  # the release: the same images in the same order
         scores = pts.values[pts_keep, 10]
@@ -637,6 +631,43 @@ def _images(
                 f"{pts_rel}: {len(pts_names) - len(names)} landmarks lines name no image of "
                 f"{tid_rel}"
             )
+    return scores, {"lines": pts.n_rows, "dropped": int(pts_keep.size - pts_keep.sum())}
+
+
+def _images(
+    root: Path,
+    tid_rel: str,
+    pts_rel: str | None,
+    warnings: list[str],
+    digests: dict[Path, str],
+) -> tuple[Templates, dict[str, Any]]:
+    """Every tid_mid template with its images, media and (with ``pts_rel``) detector
+    scores; subjects -1."""
+    path = root / tid_rel
+    table = _parse_table(
+        path, _read(path, digests), ("name", "int", "int"), "image_name template_id media_id"
+    )
+    _first_bad(
+        path,
+        table,
+        (table.values < 0).any(axis=1),
+        lambda row: (
+            "Expected non-negative template and media ids, but got "
+            f"{int(table.values[row, 0])} {int(table.values[row, 1])}"
+        ),
+    )
+    all_names = _decode_names(path, table)
+    keep = _drop_repeats(path, all_names, table, "each line is one loose crop")
+    names = _kept(all_names, keep)
+    warnings += _repeats_warning(tid_rel, table, keep)
+    template_of, media_of = table.values[keep, 0], table.values[keep, 1]
+    scores = None
+    dropped = {"tid_mid": int(keep.size - keep.sum())}
+    landmark_counts: dict[str, int] = {}
+    if pts_rel is not None:
+        scores, found = _detector_scores(root, tid_rel, pts_rel, names, warnings, digests)
+        landmark_counts["landmark_lines"] = found["lines"]
+        dropped["landmarks"] = found["dropped"]
     ids, position = np.unique(template_of, return_inverse=True)
     templates = Templates(
         ids=ids,
@@ -651,11 +682,8 @@ def _images(
         "images": len(names),
         "templates": int(ids.size),
         "media": int(np.unique(media_of).size),
-        "landmark_lines": pts.n_rows,
-        "repeated_lines_dropped": {
-            "tid_mid": int(keep.size - keep.sum()),
-            "landmarks": int(pts_keep.size - pts_keep.sum()),
-        },
+        **landmark_counts,
+        "repeated_lines_dropped": dropped,
     }
     return templates, counts
 
@@ -679,17 +707,38 @@ def _lookup(ids: IntArray) -> Callable[[IntArray], IntArray]:
     return search
 
 
+PAIRS_CACHE_VERSION = 1
+"""Bumped whenever the pair parser could read a file differently (old entries are unused)."""
+
+
 def _pairs(
-    root: Path, pairs_rel: str, ids: IntArray, tid_rel: str
+    root: Path, pairs_rel: str, ids: IntArray, tid_rel: str, digests: dict[Path, str]
 ) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], _Table]:
-    """Positions in ``ids`` of both templates of each pair, is_same, the parsed table."""
+    """Positions in ``ids`` of both templates of each pair, is_same, the parsed table.
+
+    A file without blank lines is parsed once per content: the result (both positions
+    and the label of each pair) is kept in :mod:`protocols._cache` under the sha256 of the
+    pair file and of the template ids, the only inputs it depends on; a cached table is
+    used only if every value is one a parse can give, else the file is parsed again.
+    """
     path = root / pairs_rel
-    data = _read(path)
+    data = _read(path, digests)
+    position = _lookup(ids)
+    # The positions depend on the pair file and on the template ids tid_mid lists.
+    key = hashlib.sha256(
+        f"{digests[path]} {hashlib.sha256(ids.astype('<i8').tobytes()).hexdigest()}".encode()
+    ).hexdigest()
+    cached = _cache.load_table("ijb-pairs", PAIRS_CACHE_VERSION, key, 3)
+    if cached is not None:
+        found = _checked_positions(cached, ids.size)
+        if found is not None:
+            n = cached.shape[0]
+            table = _Table([], np.empty((0, 3), dtype=np.int64), [0], [0], [None], n)
+            return (*found, table)
     n_max = data.count(b"\n") + 1
     left = np.empty(n_max, dtype=np.int64)
     right = np.empty(n_max, dtype=np.int64)
     is_same = np.empty(n_max, dtype=bool)
-    position = _lookup(ids)
 
     def sink(rows: IntArray, first: int) -> None:
         label = rows[:, 2]
@@ -714,7 +763,30 @@ def _pairs(
 
     table = _parse_table(path, data, ("int",) * 3, "template_id_1 template_id_2 label", sink)
     n = table.n_rows
+    if all(filled is None for filled in table.chunk_filled):  # row r is line r + 1
+        positions = np.empty((n, 3), dtype=np.int32 if ids.size < 2**31 else np.int64)
+        positions[:, 0], positions[:, 1], positions[:, 2] = left[:n], right[:n], is_same[:n]
+        _cache.save_table("ijb-pairs", PAIRS_CACHE_VERSION, key, positions)
     return left[:n], right[:n], is_same[:n], table
+
+
+def _checked_positions(
+    found: npt.NDArray[np.integer[Any]], n_templates: int
+) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]] | None:
+    """A cached (left, right, label) table as the parse's arrays; None unless every value
+    is one a parse can give (positions in range, labels 0/1)."""
+    if found.size and (
+        found[:, :2].min() < 0
+        or found[:, :2].max() >= n_templates
+        or found[:, 2].max() > 1
+        or found[:, 2].min() < 0
+    ):
+        return None
+    return (
+        found[:, 0].astype(np.int64),
+        found[:, 1].astype(np.int64),
+        found[:, 2].astype(bool),
+    )
 
 
 def _subset(templates: Templates, ids: IntArray, subjects: IntArray) -> Templates:
@@ -735,7 +807,12 @@ def _subset(templates: Templates, ids: IntArray, subjects: IntArray) -> Template
 
 
 def _identification(
-    root: Path, rels: list[str], names: list[str], templates: Templates, tid_rel: str
+    root: Path,
+    rels: list[str],
+    names: list[str],
+    templates: Templates,
+    tid_rel: str,
+    digests: dict[Path, str],
 ) -> tuple[Templates, tuple[Identification, ...], dict[str, Any], list[str]]:
     """The 1:N searches; ``rels``/``names``: the galleries' files and names, then the probes'.
 
@@ -745,7 +822,9 @@ def _identification(
     subjects = np.full(templates.n_templates, -1, dtype=np.int64)
     sets = []
     for name, rel in zip(names, rels, strict=True):
-        found = _read_search_set(root / rel, _read(root / rel), name, templates.ids, tid_rel)
+        found = _read_search_set(
+            root / rel, _read(root / rel, digests), name, templates.ids, tid_rel
+        )
         where = np.searchsorted(templates.ids, found.ids)
         clash = (subjects[where] >= 0) & (subjects[where] != found.subjects)
         if clash.any():
@@ -850,7 +929,11 @@ def _search_files(root: Path, spec: Variant, identification: bool | None) -> lis
 
 
 def load_ijb(
-    protocol_dir: str | Path | None, variant: str, *, identification: bool | None = None
+    protocol_dir: str | Path | None,
+    variant: str,
+    *,
+    identification: bool | None = None,
+    detector_scores: bool = True,
 ) -> TemplateProtocol:
     """Parse an IJB-B or IJB-C protocol folder into one split of 1:1 pairs and 1:N searches.
 
@@ -863,6 +946,10 @@ def load_ijb(
     identification : bool or None
         Read the 1:N files: None when any of the three exists (then all must), True requires
         them, False skips them (they are then neither read nor part of ``sha256``).
+    detector_scores : bool
+        Read the landmarks file for the detector scores (``item_score``; insightface's
+        pooling weighs by them). False leaves ``item_score`` None and the file unread (nor
+        part of ``sha256``): the other pooling modes do not use it.
 
     Returns
     -------
@@ -894,7 +981,8 @@ def load_ijb(
     if not root.is_dir():
         raise InputFormatError(f"{root}: Expected the {label} protocol folder (with meta/)")
     required = []
-    for name in (spec.tid_mid, spec.pairs, spec.landmarks):
+    wanted = (spec.tid_mid, spec.pairs, spec.landmarks)
+    for name in wanted if detector_scores else wanted[:2]:
         rel = _locate(root, name)
         if rel is None:
             raise InputFormatError(
@@ -902,12 +990,14 @@ def load_ijb(
                 "protocol folder (insightface's meta files)"
             )
         required.append(rel)
-    tid_rel, pairs_rel, pts_rel = required
+    tid_rel, pairs_rel = required[:2]
+    pts_rel = required[2] if detector_scores else None
     search_rels = _search_files(root, spec, identification)
 
     warnings: list[str] = []
-    templates, counts = _images(root, tid_rel, pts_rel, warnings)
-    left, right, is_same, pair_table = _pairs(root, pairs_rel, templates.ids, tid_rel)
+    digests: dict[Path, str] = {}
+    templates, counts = _images(root, tid_rel, pts_rel, warnings, digests)
+    left, right, is_same, pair_table = _pairs(root, pairs_rel, templates.ids, tid_rel, digests)
     counts.update(
         pairs=int(is_same.size),
         genuine=int(is_same.sum()),
@@ -918,7 +1008,7 @@ def load_ijb(
     if search_rels:
         search_names = [*spec.galleries, "probe_mixed"]
         templates, searches, found, notes = _identification(
-            root, search_rels, search_names, templates, tid_rel
+            root, search_rels, search_names, templates, tid_rel, digests
         )
         counts["identification"] = found
         warnings += notes
@@ -926,11 +1016,12 @@ def load_ijb(
         observed["probe_templates"] = found["probe_templates"]
         warnings += _label_check(templates.subjects, left, right, is_same, pairs_rel, pair_table)
     warnings += _official_warnings(spec, observed)
-    files = [tid_rel, pairs_rel, pts_rel, *search_rels]
+    files = [tid_rel, pairs_rel, *([] if pts_rel is None else [pts_rel]), *search_rels]
+    known = {str(path.relative_to(root).as_posix()): sha for path, sha in digests.items()}
     return TemplateProtocol(
         name=variant,
         source=str(root),
-        sha256=files_sha256(root, files),
+        sha256=files_sha256(root, files, known),
         splits=(Split(1, Verification(templates, left, right, is_same), searches),),
         counts=counts,
         warnings=tuple(warnings),
@@ -939,17 +1030,27 @@ def load_ijb(
 
 
 def load_ijbc(
-    protocol_dir: str | Path | None, *, identification: bool | None = None
+    protocol_dir: str | Path | None,
+    *,
+    identification: bool | None = None,
+    detector_scores: bool = True,
 ) -> TemplateProtocol:
     """IJB-C from insightface's meta files; see :func:`load_ijb` (galleries G1, G2)."""
-    return load_ijb(protocol_dir, "ijbc", identification=identification)
+    return load_ijb(
+        protocol_dir, "ijbc", identification=identification, detector_scores=detector_scores
+    )
 
 
 def load_ijbb(
-    protocol_dir: str | Path | None, *, identification: bool | None = None
+    protocol_dir: str | Path | None,
+    *,
+    identification: bool | None = None,
+    detector_scores: bool = True,
 ) -> TemplateProtocol:
     """IJB-B from insightface's meta files; see :func:`load_ijb` (galleries S1, S2)."""
-    return load_ijb(protocol_dir, "ijbb", identification=identification)
+    return load_ijb(
+        protocol_dir, "ijbb", identification=identification, detector_scores=detector_scores
+    )
 
 
 # -- landmarks for the extractor ------------------------------------------------------------

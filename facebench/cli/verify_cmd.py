@@ -133,6 +133,15 @@ def _far_list(
     is_flag=True,
     help="Drop the pairs whose images extraction skipped (--skip-bad), and record them.",
 )
+@click.option(
+    "--memory-budget",
+    "memory_mib",
+    type=click.IntRange(min=16),
+    default=None,
+    metavar="MIB",
+    help="IJB protocols: working memory of the streamed store reads and score blocks "
+    "(default 256 MiB). Never changes a number; the store is never held whole.",
+)
 @click.option("--label", default=None, help="A name for this report (legend of plot-roc).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def verify_command(
@@ -151,6 +160,7 @@ def verify_command(
     video_pooling: str,
     n_frames: int | None,
     allow_skipped: bool,
+    memory_mib: int | None,
     label: str | None,
     overwrite: bool,
 ) -> None:
@@ -187,7 +197,9 @@ def verify_command(
                 f"--protocol {protocol_name} needs --protocol-dir: the folder of your copy of"
                 " the protocol files (they are licensed and not shipped)"
             )
-        protocol = spec.load(protocol_dir)
+        # Detector scores (the landmarks file) only weigh insightface's pooling.
+        extra = {"detector_scores": pooling == "insightface"} if spec.detector_scores else {}
+        protocol = spec.load(protocol_dir, **extra)
         split_options = SplitOptions(
             far_targets=far_targets,
             fpir_targets=fpir_targets or (0.01, 0.1),
@@ -198,7 +210,9 @@ def verify_command(
             allow_skipped=allow_skipped,
             label=label,
         )
-        split_report, pair_data = evaluate_templates(protocol, features, split_options)
+        split_report, pair_data = evaluate_templates(
+            protocol, features, split_options, memory_mib=memory_mib
+        )
         render_split_report(split_report, console)
         report: Any = split_report
     else:

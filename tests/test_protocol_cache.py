@@ -1,0 +1,142 @@
+"""The IJB pair-file cache: answered only for the same bytes, checked like a parse, damaged
+entries ignored; the landmarks file read only when detector scores are asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ijbc_fixtures import write_ijbc
+
+from facebench.errors import InputFormatError
+from protocols import _cache, ijbc
+from protocols._types import TemplateProtocol, files_sha256
+
+
+@pytest.fixture
+def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv(_cache.CACHE_ENV, str(tmp_path / "cache"))  # this test's entries only
+    return write_ijbc(tmp_path / "IJB-C", n_subjects=5, seed=4, with_1n=False)
+
+
+def load(record: dict[str, Any], **kwargs: Any) -> TemplateProtocol:
+    return ijbc.load_ijb(record["root"], record["variant"], **kwargs)
+
+
+def entries() -> list[Path]:
+    folder = _cache.cache_dir()
+    assert folder is not None
+    return sorted(folder.glob("ijb-pairs-*.npy")) if folder.is_dir() else []
+
+
+def same(a: TemplateProtocol, b: TemplateProtocol) -> None:
+    va, vb = a.splits[0].verification, b.splits[0].verification
+    assert va is not None and vb is not None
+    for name in ("left", "right", "is_same"):
+        assert np.array_equal(getattr(va, name), getattr(vb, name))
+    assert a.sha256 == b.sha256
+    assert a.counts == b.counts
+
+
+def test_a_second_load_is_answered_from_the_cache_with_equal_results(
+    record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load(record)
+    (entry,) = entries()
+    assert entry.name.startswith(f"ijb-pairs-v{ijbc.PAIRS_CACHE_VERSION}-")
+    parsed: list[int] = []
+    real = ijbc._parse_table
+    monkeypatch.setattr(ijbc, "_parse_table", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    second = load(record)
+    assert len(parsed) == 2  # tid_mid and landmarks only: the pair file came from the cache
+    same(first, second)
+
+
+def test_changed_bytes_are_never_answered_from_the_old_entry(record: dict[str, Any]) -> None:
+    load(record)
+    pairs = Path(record["root"]) / record["files"]["pairs"]
+    text = pairs.read_bytes()
+    pairs.write_bytes(text.replace(b" 1\n", b" 0\n", 1))  # one genuine pair now impostor
+    changed = load(record)
+    assert len(entries()) == 2
+    ver = changed.splits[0].verification
+    assert ver is not None
+    assert int(ver.is_same.sum()) == text.count(b" 1\n") - 1
+
+
+def test_cached_values_that_fail_the_checks_send_the_load_to_the_parser(
+    record: dict[str, Any],
+) -> None:
+    load(record)
+    (entry,) = entries()
+    table = np.load(entry)
+    table[3, 2] = 7  # a label the file never had: a tampered entry
+    np.save(entry, table)
+    pairs = Path(record["root"]) / record["files"]["pairs"]
+    assert load(record).sha256 == load(record).sha256  # the parser reads the true file
+    # and a truly bad file is reported with its line, cache or not
+    lines = pairs.read_bytes().split(b"\n")
+    lines[4] = lines[4].rsplit(b" ", 1)[0] + b" 2"
+    pairs.write_bytes(b"\n".join(lines))
+    load_error = pytest.raises(InputFormatError, match=r":5: Expected the label 1 .* got 2")
+    with load_error:
+        load(record)
+
+
+def test_a_damaged_entry_is_ignored_with_a_warning(
+    record: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = load(record)
+    (entry,) = entries()
+    entry.write_bytes(b"not an npy file")
+    again = load(record)
+    same(first, again)
+    assert "ignoring an unreadable protocol cache entry" in capsys.readouterr().err
+
+
+def test_the_cache_can_be_turned_off(
+    record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_cache.CACHE_ENV, "off")
+    assert _cache.cache_dir() is None
+    load(record)
+    monkeypatch.delenv(_cache.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-xdg")
+    assert _cache.cache_dir() == Path("/nonexistent-xdg/facebench/protocols")
+
+
+def test_an_unwritable_cache_costs_a_warning_only(
+    record: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv(_cache.CACHE_ENV, str(blocker))  # protocols/ cannot be made under it
+    protocol = load(record)
+    assert protocol.splits[0].verification is not None
+    assert "cannot write the protocol cache" in capsys.readouterr().err
+
+
+def test_without_detector_scores_the_landmarks_file_is_neither_read_nor_hashed(
+    record: dict[str, Any],
+) -> None:
+    root = Path(record["root"])
+    load(record)
+    (root / record["files"]["landmarks"]).write_bytes(b"garbage that would not parse\n")
+    without = load(record, detector_scores=False)
+    assert without.splits[0].verification is not None
+    assert without.splits[0].verification.templates.item_score is None
+    assert record["files"]["landmarks"] not in without.files
+    assert "landmark_lines" not in without.counts
+    assert without.sha256 == files_sha256(root, list(without.files))
+    with pytest.raises(InputFormatError):
+        load(record)  # asked for, the broken landmarks file is still an error
+
+
+def test_the_checksum_from_bytes_read_equals_a_fresh_hash(record: dict[str, Any]) -> None:
+    protocol = load(record)
+    assert protocol.sha256 == files_sha256(Path(record["root"]), list(protocol.files))
