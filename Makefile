@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 DEMO_DIR ?= demo-output
 
-.PHONY: install test lint bench demo clean
+.PHONY: install test lint bench bench-full fuzz demo clean
 
 install: $(STAMP)
 
@@ -25,8 +25,17 @@ lint: install
 	$(VENV)/bin/ruff format --check facebench protocols tests benchmarks
 	$(VENV)/bin/mypy
 
+# Speed and memory as ratios against baselines timed in the same run (docs/performance.md).
 bench: install
 	$(PY) -m benchmarks
+
+# IJB-C and MegaFace sizes (a 1,000,000-item gallery); see docs/performance.md for its time.
+bench-full: install
+	$(PY) -m benchmarks --size full
+
+# The fuzz tests with many more examples than `make test` runs (docs/reliability.md).
+fuzz: install
+	FACEBENCH_FUZZ=long $(PY) -m pytest -n 2 tests/test_fuzz_protocols.py tests/test_fuzz_store.py
 
 demo: install
 	$(VENV)/bin/facebench demo --out $(DEMO_DIR) --overwrite

@@ -1,52 +1,77 @@
-"""``python -m benchmarks``: run facebench's benchmarks (``make bench``).
+"""``python -m benchmarks``: run facebench's benchmarks (``make bench``, ``make bench-full``).
 
 Run from the repository root::
 
-    python -m benchmarks                  # every benchmark (a few minutes)
-    python -m benchmarks kfold            # 10-fold accuracy only (benchmarks.kfold_bench)
-    python -m benchmarks extract          # feature extraction only (benchmarks.extract_bench)
-    python -m benchmarks ijbc             # IJB-C-sized 1:1 evaluation (benchmarks.ijbc_bench)
+    python -m benchmarks                  # every benchmark, default sizes (make bench)
+    python -m benchmarks --size full      # IJB-C and MegaFace sizes (make bench-full)
+    python -m benchmarks kfold            # one: kfold | extract | ijbc | search
     python -m benchmarks --quick          # every benchmark, small sizes (seconds)
     python -m benchmarks --json bench-out/bench.json
 
-``--quick`` and ``--json`` apply to every benchmark that runs; ``--repeat`` to the k-fold
-one. With one benchmark, ``--json`` writes that benchmark's numbers as its module does;
-with ``all`` (the default) it writes ``{"benchmark": "all", "kfold": {...},
-"extract": {...}}``. An existing ``--json`` file is kept unless ``--overwrite`` is given.
+Sizes. ``quick``: small data, wiring only. ``default`` (``make bench``, under 10 minutes on
+2 cores once the generated data are cached): LFW-style 10-fold on 6,000 and 1,000,000
+pairs; extraction with iresnet-50 and a small CNN; IJB-C 1:1 at release size with its
+baseline; 1:N search on a 100,000-item gallery. ``full`` (``make bench-full``): the same,
+with the k-fold baseline on 1,000,000 pairs and the 1:N search on a 1,000,000-item gallery
+(MegaFace size). Generated data are cached in ``~/.cache/facebench-bench``
+(``$FACEBENCH_BENCH_CACHE``).
+
+Every benchmark runs each side in its own process and ends with ``BENCH <name>: ratio=...``
+lines (docs/performance.md). ``--json`` writes one benchmark's numbers as its module does,
+or, for several, ``{"benchmark": "all", "<name>": {...}, ...}``; an existing file is kept
+unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import extract_bench, ijbc_bench, kfold_bench
+from benchmarks._common import write_json
 
-#: A benchmark: measure and print (``quick``, k-fold ``repeat``), return the JSON numbers.
-Benchmark = Callable[[bool, int | None], dict[str, Any]]
+SIZES = ("quick", "default", "full")
 
-
-def _kfold(quick: bool, repeat: int | None) -> dict[str, Any]:
-    rows, load_only = kfold_bench.measure(quick, repeat)
-    kfold_bench.render(rows, load_only)
-    return kfold_bench.summary(rows, load_only)
+#: A benchmark: measure and print at a size (k-fold: with ``repeat``), return its numbers.
+Benchmark = Callable[[str, int | None], dict[str, Any]]
 
 
-def _extract(quick: bool, repeat: int | None) -> dict[str, Any]:
-    rows, elapsed_s = extract_bench.run(quick)
+def _kfold(size: str, repeat: int | None) -> dict[str, Any]:
+    from benchmarks import kfold_bench
+
+    return kfold_bench.run(size, repeat)
+
+
+def _extract(size: str, repeat: int | None) -> dict[str, Any]:
+    from benchmarks import extract_bench
+
+    rows, elapsed_s = extract_bench.run(size == "quick")
     return extract_bench.summary(rows, elapsed_s)
 
 
-def _ijbc(quick: bool, repeat: int | None) -> dict[str, Any]:
-    result = ijbc_bench.measure(quick, repeat or 1)
+def _ijbc(size: str, repeat: int | None) -> dict[str, Any]:
+    from benchmarks import ijbc_bench
+
+    result = ijbc_bench.measure(size == "quick", repeat or 1)
     ijbc_bench.render(result)
     return ijbc_bench.summary(result)
 
 
+def _search(size: str, repeat: int | None) -> dict[str, Any]:
+    search_bench = importlib.import_module("benchmarks.search_bench")
+    found: dict[str, Any] = search_bench.run(size)
+    return found
+
+
 #: The benchmarks ``all`` runs, in this order.
-BENCHMARKS: dict[str, Benchmark] = {"kfold": _kfold, "extract": _extract, "ijbc": _ijbc}
+BENCHMARKS: dict[str, Benchmark] = {
+    "kfold": _kfold,
+    "extract": _extract,
+    "ijbc": _ijbc,
+    "search": _search,
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -60,13 +85,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="all",
         help="the benchmark to run (default: all)",
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
+    parser.add_argument("--size", choices=SIZES, default=None, help="default: default")
+    parser.add_argument("--quick", action="store_true", help="the same as --size quick")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the numbers here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     parser.add_argument(
-        "--repeat", type=int, default=None, help="k-fold: timed runs per worker (default 5 / 3)"
+        "--repeat", type=int, default=None, help="timed runs per worker (k-fold, IJB-C)"
     )
     args = parser.parse_args(argv)
+    if args.quick and args.size not in (None, "quick"):
+        parser.error(f"--quick contradicts --size {args.size}")
+    args.size = "quick" if args.quick else (args.size or "default")
     if args.repeat is not None and args.repeat < 1:
         parser.error(f"expected --repeat >= 1, but got {args.repeat}")
     if args.json is not None and args.json.exists() and not args.overwrite:
@@ -78,12 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen benchmarks one after the other, print them, and write ``--json``."""
     args = parse_args(argv)
     chosen = list(BENCHMARKS) if args.which == "all" else [args.which]
-    payload = {name: BENCHMARKS[name](args.quick, args.repeat) for name in chosen}
+    payload = {name: BENCHMARKS[name](args.size, args.repeat) for name in chosen}
     if args.json is not None:
         single = len(chosen) == 1
-        kfold_bench.write_json(
-            args.json, payload[chosen[0]] if single else {"benchmark": "all", **payload}
-        )
+        write_json(args.json, payload[chosen[0]] if single else {"benchmark": "all", **payload})
     return 0
 
 

@@ -77,7 +77,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks._common import peak_rss_mib, write_json
+from benchmarks._common import bench_line, peak_rss_mib, write_json
 
 if TYPE_CHECKING:
     from torch import nn
@@ -661,12 +661,45 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+#: Rows that get a ``BENCH`` line: (row label, bench name).
+BENCH_ROWS = (
+    ("iresnet50 extract w=2", "extract-iresnet50"),
+    ("small-cnn extract w=2", "extract-small-cnn"),
+)
+
+
+def bench_lines(rows: Sequence[Row]) -> list[str]:
+    """``BENCH extract-*``: ratio = steady-state images/s of ``facebench extract`` over the
+    bare model loop's (1 = no overhead); times are seconds per 1,000 images in the steady
+    state; peaks are each side's own process."""
+    lines = []
+    for label, name in BENCH_ROWS:
+        row = next((r for r in rows if r.run.label == label), None)
+        if row is None or row.reference is None or not row.result.steady_images_per_s:
+            continue
+        base = row.reference.steady_images_per_s
+        lines.append(
+            bench_line(
+                name,
+                ratio=row.ratio,
+                time_s=1000.0 / row.result.steady_images_per_s,
+                peak_mib=row.result.peak_rss_mib,
+                baseline_time_s=None if not base else 1000.0 / base,
+                baseline_peak_mib=row.reference.peak_rss_mib,
+            )
+        )
+    return lines
+
+
 def run(quick: bool) -> tuple[list[Row], float]:
-    """Measure and print; return the rows and the seconds it took."""
+    """Measure and print (the table, then the ``BENCH`` lines); return the rows and the
+    seconds it took."""
     start = time.perf_counter()
     rows = measure(quick)
     elapsed_s = time.perf_counter() - start
     render(rows, elapsed_s)
+    for line in bench_lines(rows):
+        print(line, flush=True)
     return rows, elapsed_s
 
 

@@ -191,7 +191,9 @@ def _index_ids(ids: Sequence[str], where: str) -> dict[str, int]:
 
 def _first_bad_row(features: np.ndarray, norms: np.ndarray) -> tuple[int, str] | None:
     """Return (row, problem) of the first row that is not finite and unit-norm, or None."""
-    squared = np.einsum("ij,ij->i", features, features, dtype=np.float64)
+    # float32 sums of squares: within 1e-6 of float64's for unit rows, far inside the
+    # tolerance; NaN and inf propagate into them.
+    squared = np.einsum("ij,ij->i", features, features).astype(np.float64)
     ok = np.abs(np.sqrt(squared) - 1.0) <= UNIT_NORM_TOLERANCE
     ok &= np.isfinite(norms) & (norms >= 0)
     if ok.all():
@@ -826,11 +828,16 @@ class FeatureStore:
         dataset = self._handle[names[0]]
         chunk_rows = dataset.chunks[0] if dataset.chunks else BLOCK_ROWS
         with _h5_errors(self.info.path, "read"):
+            norms_dataset = self._handle[names[1]]
             for start, stop in _runs(unique, chunk_rows):
                 first, last = int(unique[start]), int(unique[stop - 1]) + 1
+                if last - first == stop - start:  # every row of the run: read in place
+                    dataset.read_direct(features, np.s_[first:last], np.s_[start:stop])
+                    norms_dataset.read_direct(norms, np.s_[first:last], np.s_[start:stop])
+                    continue
                 picked = unique[start:stop] - first
                 features[start:stop] = dataset[first:last][picked]
-                norms[start:stop] = self._handle[names[1]][first:last][picked]
+                norms[start:stop] = norms_dataset[first:last][picked]
         self._check(unique, features, norms, names[0])
         return features[inverse.ravel()], norms[inverse.ravel()]
 
