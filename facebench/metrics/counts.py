@@ -6,7 +6,6 @@ Decision rule everywhere in facebench: a pair is accepted ("same") when
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +106,7 @@ def sorted_scores(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     in two threads (numpy sorts without holding the GIL) and merged by a stable sort, which
     finds the two runs and merges them in linear time. The same values in the same order
     as one sort: sorting is exact."""
-    if values.size < PARALLEL_SORT_MIN or (os.cpu_count() or 1) < 2:
+    if values.size < PARALLEL_SORT_MIN:
         return np.sort(values)
     from concurrent.futures import ThreadPoolExecutor
 
