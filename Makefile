@@ -35,7 +35,7 @@ bench-full: install
 
 # The fuzz tests with many more examples than `make test` runs (docs/reliability.md).
 fuzz: install
-	FACEBENCH_FUZZ=long $(PY) -m pytest -n 2 tests/test_fuzz_protocols.py tests/test_fuzz_store.py
+	FACEBENCH_FUZZ=long $(PY) -m pytest -n 2 -p no:warnings tests/test_fuzz_protocols.py tests/test_fuzz_store.py tests/test_fuzz_inputs.py
 
 demo: install
 	$(VENV)/bin/facebench demo --out $(DEMO_DIR) --overwrite

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from facebench.errors import InputFormatError, located
-from facebench.fileio import check_writable, file_sha256
+from facebench.fileio import check_free_space, check_writable, file_sha256
 from facebench.store import (
     StoreInfo,
     create_store,
@@ -16,6 +16,12 @@ from facebench.store import (
     normalize_rows,
     read_array,
 )
+
+_MESSAGE_LIMIT = 300  # a message quotes an id, not a whole line of megabytes
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "..."
 
 
 def read_id_file(path: Path) -> list[str]:
@@ -28,9 +34,14 @@ def read_id_file(path: Path) -> list[str]:
     Raises
     ------
     InputFormatError
-        The file is not UTF-8 or a line is not a valid, new id.
+        The file cannot be read, is not UTF-8, or a line is not a valid, new id.
     """
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputFormatError(
+            f"{path}: cannot read the ids file ({err.strerror or err}); check the path"
+        ) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -46,14 +57,15 @@ def read_id_file(path: Path) -> list[str]:
         item = line.removesuffix("\r")
         problem = id_problem(item)
         if problem is not None:
-            raise InputFormatError(located(path, number, problem))
+            raise InputFormatError(located(path, number, _shortened(problem)))
         first = first_line.setdefault(item, number)
         if first != number:
             raise InputFormatError(
                 located(
                     path,
                     number,
-                    f"Expected unique ids, but {item!r} is also on line {first}; remove one",
+                    f"Expected unique ids, but {_shortened(repr(item))} is also on line"
+                    f" {first}; remove one",
                 )
             )
     return list(first_line)
@@ -106,6 +118,10 @@ def import_features(
                 f" shape {raw_flip.shape} and {features_path} has {raw.shape}"
             )
         features_flip, norms_flip = normalize_rows(raw_flip, source=str(flip_features_path))
+    # HDF5 cannot always recover from a write the disk refuses: check the space first
+    arrays = (features, norms, features_flip, norms_flip)
+    n_bytes = sum(a.nbytes for a in arrays if a is not None) + sum(len(i) + 16 for i in ids)
+    check_free_space(output, n_bytes + (1 << 20))
     return create_store(
         output,
         ids,

@@ -108,6 +108,13 @@ Box = tuple[float, float, float, float]
 
 _SPLIT_DIR = re.compile(r"split([1-9][0-9]*)")
 _BOM = b"\xef\xbb\xbf"
+_MAX_DIGITS = 18  # ids fit int64 (the release's are below 10**6); keeps int() cheap
+_BAD_FILE_CHARS = re.compile(r"[\\\x00-\x1f\x7f]")  # a backslash or a control character
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    """``repr(text)``, cut to ``limit`` characters: a message quotes a field, not a file."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 @dataclass(frozen=True)
@@ -235,9 +242,14 @@ def _read_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
 
 def _integer(path: Path, line_no: int, text: str, column: str) -> int:
     value = text.strip()
-    if not (value.isascii() and value.isdigit()):
+    if not (value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS):
         raise InputFormatError(
-            located(path, line_no, f"Expected {column} as an integer, but got {text!r}")
+            located(
+                path,
+                line_no,
+                f"Expected {column} as an integer, but got {_shown(text)}"
+                + (f" (more than {_MAX_DIGITS} digits)" if len(value) > _MAX_DIGITS else ""),
+            )
         )
     return int(value)
 
@@ -250,21 +262,30 @@ def _number(path: Path, line_no: int, text: str, column: str, positive: bool) ->
     if not math.isfinite(value) or (positive and value <= 0):
         kind = "a positive number" if positive else "a finite number"
         raise InputFormatError(
-            located(path, line_no, f"Expected {column} as {kind}, but got {text!r}")
+            located(path, line_no, f"Expected {column} as {kind}, but got {_shown(text)}")
         )
     return value
 
 
 def _image_file(path: Path, line_no: int, text: str) -> str:
     file = text.strip()
-    parts = file.replace("\\", "/").split("/")
+    parts = file.replace("\\", "/").split("/")  # a backslash may be meant as a separator
     if not file or file[0] in "/\\" or re.match(r"[A-Za-z]:", file) or ".." in parts:
         raise InputFormatError(
             located(
                 path,
                 line_no,
                 "Expected FILE relative to the IJB-A image folder (img/<id>.jpg or "
-                f"frame/<media>_<frame>.png), but got {text!r}, which leaves that folder",
+                f"frame/<media>_<frame>.png), but got {_shown(text)}, which leaves that folder",
+            )
+        )
+    if _BAD_FILE_CHARS.search(file):  # a store id cannot hold them (facebench.store.id_problem)
+        raise InputFormatError(
+            located(
+                path,
+                line_no,
+                f"Expected FILE with '/' separators and no control characters, but got"
+                f" {_shown(text)}; write it as the release does (img/<id>.jpg)",
             )
         )
     return file
@@ -282,19 +303,21 @@ def _row_values(
     try:  # the common case in one pass; anything unusual takes the checks that name it
         box = (float(fields[c_x]), float(fields[c_y]), float(fields[c_w]), float(fields[c_h]))
         if (
-            tid
-            and sub
-            and media
-            and sight
+            0 < len(tid) <= _MAX_DIGITS
+            and 0 < len(sub) <= _MAX_DIGITS
+            and 0 < len(media) <= _MAX_DIGITS
+            and 0 < len(sight) <= _MAX_DIGITS
             and digits.isdigit()
             and digits.isascii()
             and box[2] > 0
             and box[3] > 0
             and math.isfinite(box[0] + box[1] + box[2] + box[3])
             and file
-            and file[0] not in "/\\"
+            and file[0] != "/"
             and ".." not in file
             and file[1:2] != ":"
+            and file.isprintable()
+            and "\\" not in file
         ):
             return int(tid), int(sub), int(media), item_key(file, int(sight)), box
     except ValueError:
@@ -329,7 +352,7 @@ def _columns(path: Path, line_no: int, header: list[str]) -> dict[str, int]:
                 path,
                 line_no,
                 f"Expected an IJB-A metadata header with the columns {', '.join(METADATA_COLUMNS)}"
-                f", but got no {', '.join(missing)} column in {','.join(header)!r}",
+                f", but got no {', '.join(missing)} column in {_shown(','.join(header))}",
             )
         )
     return index
@@ -464,12 +487,14 @@ def _parse_comparisons(path: Path, templates: Templates, metadata: str) -> _Comp
                 located(
                     path,
                     line_no,
-                    f"Expected 2 fields `tid1,tid2`, but got {len(fields)}: {','.join(fields)!r}",
+                    f"Expected 2 fields `tid1,tid2`, but got {len(fields)}:"
+                    f" {_shown(','.join(fields))}",
                 )
             )
         first, second = fields
         both = first + second
-        if first and second and both.isdigit() and both.isascii():
+        short = 0 < len(first) <= _MAX_DIGITS and 0 < len(second) <= _MAX_DIGITS
+        if short and both.isdigit() and both.isascii():
             tids = (int(first), int(second))
         else:
             tids = (

@@ -62,10 +62,24 @@ def shipped_file(name: str = "pairs.txt") -> Path:
     return path
 
 
+_MAX_DIGITS = 9  # image numbers and counts are small; this also keeps int() cheap
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    """``repr(text)``, cut to ``limit`` characters: a message quotes a line, not a file."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _parse_number(path: Path, line_no: int, text: str, what: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    # str.isdigit() is True for non-ASCII digits too ("²", "٣"), which int() refuses or reads
+    if not (text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS) or int(text) < 1:
         raise InputFormatError(
-            located(path, line_no, f"expected {what} as a positive integer, but got {text!r}")
+            located(
+                path,
+                line_no,
+                f"expected {what} as a positive integer (ASCII digits, at most {_MAX_DIGITS}),"
+                f" but got {_shown(text)}",
+            )
         )
     return int(text)
 
@@ -122,7 +136,8 @@ def parse_pairs(path: str | Path, name: str = "lfw") -> PairsProtocol:
             located(
                 path,
                 1,
-                f"expected a header `<sets>\\t<pairs per set>` or `<pairs>`, but got {lines[0]!r}",
+                f"expected a header `<sets>\\t<pairs per set>` or `<pairs>`, but got"
+                f" {_shown(lines[0])}",
             )
         )
     expected_lines = 1 + n_sets * 2 * per_set
@@ -148,7 +163,7 @@ def parse_pairs(path: str | Path, name: str = "lfw") -> PairsProtocol:
                         path,
                         line_no,
                         f"expected a matched pair `Name<TAB>n1<TAB>n2` (set {fold}), but got "
-                        f"{len(fields)} fields: {lines[line_no - 1]!r}",
+                        f"{len(fields)} fields: {_shown(lines[line_no - 1])}",
                     )
                 )
             person = fields[0]
@@ -163,7 +178,7 @@ def parse_pairs(path: str | Path, name: str = "lfw") -> PairsProtocol:
                         path,
                         line_no,
                         f"expected a mismatched pair `Name1<TAB>n1<TAB>Name2<TAB>n2` (set "
-                        f"{fold}), but got {len(fields)} fields: {lines[line_no - 1]!r}",
+                        f"{fold}), but got {len(fields)} fields: {_shown(lines[line_no - 1])}",
                     )
                 )
             a = _parse_number(path, line_no, fields[1], "an image number")

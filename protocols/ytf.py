@@ -34,6 +34,7 @@ _COLUMNS = {
     "same": ("issame", "same", "label", "match"),
 }
 _ORDER = ("split", "pair", "first", "second", "same")
+_MAX_DIGITS = 9  # split numbers are small; this also keeps int() cheap
 _FRAME = re.compile(r"\.(\d+)\.[A-Za-z]+$")
 
 
@@ -58,6 +59,12 @@ def frame_number(filename: str) -> int:
     return int(match.group(1))
 
 
+def _shown(text: object, limit: int = 120) -> str:
+    """``repr(text)``, cut to ``limit`` characters: a message quotes a line, not a file."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
 def _header_map(fields: list[str]) -> dict[str, int] | None:
     normalized = [re.sub(r"[\s_]", "", f).lower() for f in fields]
     found = {}
@@ -72,7 +79,7 @@ def _header_map(fields: list[str]) -> dict[str, int] | None:
     if missing:
         raise InputFormatError(
             f"header: Expected the columns split number, pair number, first name, second name,"
-            f" is same, but could not find {', '.join(missing)} in {fields!r}"
+            f" is same, but could not find {', '.join(missing)} in {_shown(fields)}"
         )
     return found
 
@@ -81,7 +88,9 @@ def _check_video(path: Path, line_no: int, name: str) -> str:
     parts = name.split("/")
     if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
         raise InputFormatError(
-            located(path, line_no, f"Expected a video name '<Person>/<video>', but got {name!r}")
+            located(
+                path, line_no, f"Expected a video name '<Person>/<video>', but got {_shown(name)}"
+            )
         )
     return name
 
@@ -104,7 +113,9 @@ def parse_splits(path: str | Path, name: str = "ytf") -> PairsProtocol:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise InputFormatError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    lines = text.splitlines()
+    # Lines end at LF (or CRLF) only: str.splitlines() would also break at \x1c, \x85,
+    # U+2028, ..., and the line numbers in errors would not be the file's.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -126,18 +137,26 @@ def parse_splits(path: str | Path, name: str = "ytf") -> PairsProtocol:
                     path,
                     line_no,
                     f"Expected at least {width} comma-separated fields, but"
-                    f" got {len(fields) if line.strip() else 0}: {line!r}",
+                    f" got {len(fields) if line.strip() else 0}: {_shown(line)}",
                 )
             )
         split = fields[columns["split"]]
-        if not split.isdigit() or int(split) < 1:
+        # str.isdigit() is True for non-ASCII digits too ("²", "٣"), which int() refuses
+        if not (split.isascii() and split.isdigit() and len(split) <= _MAX_DIGITS) or (
+            int(split) < 1
+        ):
             raise InputFormatError(
-                located(path, line_no, f"Expected a split number >= 1, but got {split!r}")
+                located(
+                    path,
+                    line_no,
+                    f"Expected a split number >= 1 (ASCII digits, at most {_MAX_DIGITS}), but"
+                    f" got {_shown(split)}",
+                )
             )
         label = fields[columns["same"]].lower()
         if label not in ("0", "1", "true", "false"):
             raise InputFormatError(
-                located(path, line_no, f"Expected 'is same' as 0 or 1, but got {label!r}")
+                located(path, line_no, f"Expected 'is same' as 0 or 1, but got {_shown(label)}")
             )
         left.append(_check_video(path, line_no, fields[columns["first"]]))
         right.append(_check_video(path, line_no, fields[columns["second"]]))

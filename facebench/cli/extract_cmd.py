@@ -44,6 +44,11 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--model", type=_FILE, default=None, help="A TorchScript (.ts/.pt) or ONNX model.")
 @click.option("--arch", default=None, help="An architecture facebench ships (with --weights).")
 @click.option("--weights", type=_FILE, default=None, help="A state_dict for --arch.")
+@click.option(
+    "--trust-checkpoint",
+    is_flag=True,
+    help="Load --weights that need Python code to unpickle (runs that code; trusted files only).",
+)
 @click.option("--preset", default=None, help="Preprocessing preset (default: the arch's).")
 @click.option("--image-size", type=(int, int), default=None, help="Model input H W.")
 @click.option("--mean", default=None, help="Per-channel mean on [0, 1]: one value or three.")
@@ -95,6 +100,12 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--compression", type=click.Choice(list(COMPRESSIONS)), default="none", show_default=True
 )
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse images larger than this many pixels (default: Pillow's 89,478,485).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT (and an unfinished other run).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def extract_command(root: Path, output: Path, **kw: Any) -> None:
@@ -144,6 +155,7 @@ def extract_command(root: Path, output: Path, **kw: Any) -> None:
         landmarks=kw["landmarks"],
         boxes=kw["boxes"],
         protocol_dir=kw["protocol_dir"],
+        trust_checkpoint=kw["trust_checkpoint"],
     )
     options = ExtractOptions(
         batch_size=kw["batch_size"],
@@ -156,6 +168,7 @@ def extract_command(root: Path, output: Path, **kw: Any) -> None:
         compression=COMPRESSIONS[kw["compression"]],
         overwrite=kw["overwrite"],
         progress=not kw["no_progress"],
+        max_image_pixels=kw["max_image_pixels"],
     )
     info = extract(request, options)
     if info is not None:

@@ -31,6 +31,7 @@ class ExtractRequest:
     landmarks: Path | None = None
     boxes: Path | None = None
     protocol_dir: Path | None = None
+    trust_checkpoint: bool = False
 
 
 def select_items(request: ExtractRequest) -> list[sources.Item]:
@@ -79,8 +80,15 @@ def template_items(name: str, root: Path, protocol_dir: Path | None) -> list[sou
         ]
     from protocols import ijbc
 
+    tid_mid = Path(protocol.source) / protocol.files[0]
+
+    def where(key: str) -> str:
+        # An image name of the tid_mid file became the key loose_crop/<name>.
+        line = sources.line_of(tid_mid, key.removeprefix("loose_crop/"))
+        return f"{tid_mid}:{line}" if line is not None else f"{tid_mid} (image {key!r})"
+
+    items = sources.keyed_items(root, protocol.items, where=where)  # before any image
     marks = ijbc.landmarks(protocol)
-    items = sources.keyed_items(root, protocol.items)
     return [sources.Item(id=i.id, path=i.path, landmarks=marks[i.id]) for i in items]
 
 
@@ -164,6 +172,7 @@ def extract(
             weights=request.weights,
             device="cpu",
             log=log,
+            trust_checkpoint=request.trust_checkpoint,
         )
         config = resolve_preprocessing(
             request.preset,

@@ -26,9 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
+import os
 import re
 import shutil
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,14 @@ import numpy as np
 import numpy.typing as npt
 
 from facebench.errors import FacebenchError, StoreError
-from facebench.fileio import atomic_path, check_writable, write_text_atomic
+from facebench.fileio import (
+    OutputWriteError,
+    atomic_path,
+    check_free_space,
+    check_writable,
+    write_error,
+    write_text_atomic,
+)
 from facebench.store import StoreInfo, create_store, normalize_rows
 
 JOB_VERSION = 1
@@ -97,13 +108,17 @@ def prepare_parts(parts: Path, job: Job, *, discard_other: bool) -> set[int]:
     JournalError
         When the folder belongs to a run with other inputs or options and ``discard_other``
         is false.
+    OutputWriteError
+        When the folder or its manifest cannot be written (read-only, disk full, ...).
     """
     manifest = job.manifest()
     path = parts / "job.json"
     if path.exists():
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            found = {}
+        if not isinstance(found, dict):
             found = {}
         differing = sorted(k for k in manifest if found.get(k) != manifest[k])
         if differing:
@@ -113,13 +128,30 @@ def prepare_parts(parts: Path, job: Job, *, discard_other: bool) -> set[int]:
                     " there; run the same command to resume it, or pass --overwrite to"
                     " discard it"
                 )
-            shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    for stale in parts.glob(".chunk-*.tmp"):  # a temporary file of a killed run
-        stale.unlink(missing_ok=True)
+            _remove_folder(parts, "discard the other run's work folder")
+    try:
+        parts.mkdir(parents=True, exist_ok=True)
+        for stale in parts.glob(".chunk-*.tmp"):  # a temporary file of a killed run
+            stale.unlink(missing_ok=True)
+    except OSError as err:
+        raise OutputWriteError(
+            write_error(parts, err, "the extraction's work folder"), err.errno, parts
+        ) from err
     if not path.exists():
         write_text_atomic(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return finished_chunks(parts, job.n_chunks)
+
+
+def _remove_folder(folder: Path, what: str) -> None:
+    try:
+        shutil.rmtree(folder)
+    except OSError as err:
+        raise OutputWriteError(
+            f"{folder}: cannot {what}: {os.strerror(err.errno) if err.errno else err}; delete"
+            " it by hand",
+            err.errno,
+            folder,
+        ) from err
 
 
 def finished_chunks(parts: Path, n_chunks: int) -> set[int]:
@@ -174,8 +206,110 @@ def write_chunk(
         arrays["features_flip"] = features_flip
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    with atomic_path(chunk_path(parts, chunk), overwrite=True) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    try:
+        with atomic_path(chunk_path(parts, chunk), overwrite=True) as tmp:
+            tmp.write_bytes(buffer.getbuffer())
+    except OutputWriteError as err:
+        raise OutputWriteError(
+            f"{err}; the chunks finished before are kept in {parts} and the same command"
+            " resumes from them",
+            err.errno,
+            err.filename,
+        ) from err
+
+
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "n_items": int,
+    "chunk_size": int,
+    "items_sha256": str,
+    "model": str,
+    "model_sha256": str,
+    "preprocessing": dict,
+    "flip": bool,
+}
+
+
+def read_manifest(parts: Path) -> dict[str, Any]:
+    """The ``job.json`` of a work folder, checked for the entries :func:`assemble` uses.
+
+    Raises
+    ------
+    JournalError
+        No readable manifest, not JSON, or an entry missing or of the wrong type.
+    """
+    path = parts / "job.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise JournalError(
+            f"{parts}: Expected an extraction work folder with job.json, but got {err}"
+        ) from None
+    problems = [] if isinstance(manifest, dict) else [f"a {type(manifest).__name__}"]
+    for key, kind in _MANIFEST_TYPES.items() if not problems else ():
+        value = manifest.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            problems.append(f"{key}={value!r}")
+    if not problems and (manifest["n_items"] < 0 or manifest["chunk_size"] < 1):
+        problems.append(f"n_items={manifest['n_items']}, chunk_size={manifest['chunk_size']}")
+    if problems:
+        raise JournalError(
+            f"{path}: Expected the manifest of an extraction (n_items, chunk_size, model, ...),"
+            f" but got {', '.join(problems)}; the work folder is damaged: delete it and extract"
+            " again"
+        )
+    return manifest
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    item_ids: list[str]
+    ids: list[str]
+    features: npt.NDArray[Any]
+    features_flip: npt.NDArray[Any] | None
+    skipped: list[tuple[str, str]]
+
+
+def _read_chunk(path: Path, flip: bool) -> _Chunk:
+    """One chunk file, its arrays checked against each other (JournalError if damaged)."""
+
+    def damaged(reason: object) -> JournalError:
+        text = " ".join(str(reason).split())  # one line, whatever the library said
+        text = text if len(text) <= 200 else text[:200] + "..."
+        return JournalError(
+            f"{path}: damaged chunk ({text}); delete it and run the extraction again to"
+            " recompute it"
+        )
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except Exception as err:  # zipfile, zlib, tokenize, numpy, MemoryError (a huge shape): all
+        # are a damaged file's, and the same remedy holds
+        raise damaged(f"{type(err).__name__}: {err}") from None
+    names = ["item_ids", "ids", "features", "skipped_ids", "skipped_reasons"]
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise damaged(f"no {', '.join(missing)}")
+    texts = {n: arrays[n] for n in ("item_ids", "ids", "skipped_ids", "skipped_reasons")}
+    if any(a.ndim != 1 or (a.size and a.dtype.kind != "U") for a in texts.values()):
+        raise damaged("the id lists are not 1-D text arrays")
+    ids = arrays["ids"].tolist()
+    features = arrays["features"]
+    flips = arrays.get("features_flip")
+    n_rows = len(ids)
+    if features.dtype.kind != "f" or features.ndim != 2 or features.shape[0] != n_rows:
+        raise damaged(f"features {features.dtype} {features.shape} for {n_rows} ids")
+    if (
+        flip
+        and n_rows
+        and (flips is None or flips.dtype.kind != "f" or flips.shape != features.shape)
+    ):
+        raise damaged("features_flip missing or not of the features' shape")
+    if texts["skipped_ids"].shape != texts["skipped_reasons"].shape:
+        raise damaged("skipped_ids and skipped_reasons differ in length")
+    reasons = texts["skipped_reasons"].tolist()
+    skipped = list(zip(texts["skipped_ids"].tolist(), reasons, strict=True))
+    return _Chunk(arrays["item_ids"].tolist(), ids, features, flips, skipped)
 
 
 def assemble(
@@ -185,52 +319,47 @@ def assemble(
     compression: str | None = None,
     overwrite: bool = False,
     remove_parts: bool = True,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> StoreInfo:
     """Join the chunks of a work folder into one store, in item order.
+
+    The work folder is removed once the store is written (unless ``remove_parts`` is
+    false); when it cannot be removed, ``log`` says so and the store stands.
 
     Raises
     ------
     JournalError
-        A missing manifest or chunk (naming the first missing chunk numbers), or a chunk
-        that does not match the manifest.
+        A missing or damaged manifest or chunk (naming the first missing chunk numbers), or
+        a chunk that does not match the manifest.
+    OutputWriteError
+        The store cannot be written (disk full, read-only, ...); the chunks are kept.
     """
     parts, output = Path(parts), Path(output)
     check_writable(output, overwrite)
-    try:
-        manifest = json.loads((parts / "job.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+    manifest = read_manifest(parts)
+    n_chunks = -(-manifest["n_items"] // manifest["chunk_size"])
+    finished = finished_chunks(parts, n_chunks)
+    if len(finished) < n_chunks:  # the first missing ones, without listing 10**18 numbers
+        missing = itertools.islice((c for c in itertools.count() if c not in finished), 5)
         raise JournalError(
-            f"{parts}: Expected an extraction work folder with job.json, but got {err}"
-        ) from None
-    n_chunks = -(-int(manifest["n_items"]) // int(manifest["chunk_size"]))
-    missing = sorted(set(range(n_chunks)) - finished_chunks(parts, n_chunks))
-    if missing:
-        raise JournalError(
-            f"{parts}: {len(missing)} of {n_chunks} chunks are not finished (first:"
-            f" {', '.join(map(str, missing[:5]))}); run the extraction again to finish them"
+            f"{parts}: {n_chunks - len(finished)} of {n_chunks} chunks are not finished (first:"
+            f" {', '.join(map(str, missing))}); run the extraction again to finish them"
             " (with torchrun and no shared file system, copy every rank's chunk files here)"
         )
     item_ids: list[str] = []
     ids: list[str] = []
-    feats: list[npt.NDArray[np.float32]] = []
-    flips: list[npt.NDArray[np.float32]] = []
+    feats: list[npt.NDArray[Any]] = []
+    flips: list[npt.NDArray[Any]] = []
     skipped: list[tuple[str, str]] = []
-    for chunk in range(n_chunks):
-        try:
-            with np.load(chunk_path(parts, chunk), allow_pickle=False) as data:
-                item_ids.extend(data["item_ids"].tolist())
-                ids.extend(data["ids"].tolist())
-                feats.append(data["features"])
-                if manifest["flip"] and data["ids"].size:
-                    flips.append(data["features_flip"])
-                skipped.extend(
-                    zip(data["skipped_ids"].tolist(), data["skipped_reasons"].tolist(), strict=True)
-                )
-        except (OSError, KeyError, ValueError) as err:
-            raise JournalError(
-                f"{chunk_path(parts, chunk)}: damaged chunk ({err}); delete it and run the"
-                " extraction again to recompute it"
-            ) from None
+    for number in range(n_chunks):
+        chunk = _read_chunk(chunk_path(parts, number), manifest["flip"])
+        item_ids.extend(chunk.item_ids)
+        ids.extend(chunk.ids)
+        skipped.extend(chunk.skipped)
+        if chunk.ids:
+            feats.append(chunk.features)
+            if chunk.features_flip is not None and manifest["flip"]:
+                flips.append(chunk.features_flip)
     digest = hashlib.sha256("\n".join(item_ids).encode("utf-8")).hexdigest()
     if digest != manifest["items_sha256"]:
         raise JournalError(
@@ -239,26 +368,48 @@ def assemble(
         )
     if not ids:
         raise JournalError(f"{parts}: every item was skipped; nothing to write")
-    dim = max(int(f.shape[1]) for f in feats if f.ndim == 2)
-    features = np.concatenate([f.reshape(-1, dim) for f in feats])
-    unit, norms = normalize_rows(features)
+    dims = sorted({int(f.shape[1]) for f in feats})
+    if len(dims) != 1:
+        raise JournalError(
+            f"{parts}: Expected one feature length in every chunk, but got {dims}; another"
+            " model's chunks are mixed in: delete the folder and extract again"
+        )
+    unit, norms = normalize_rows(np.concatenate(feats), source=str(parts))
     unit_flip = norms_flip = None
     if manifest["flip"]:
-        unit_flip, norms_flip = normalize_rows(np.concatenate([f.reshape(-1, dim) for f in flips]))
-    info = create_store(
-        output,
-        ids,
-        unit,
-        norms,
-        features_flip=unit_flip,
-        norms_flip=norms_flip,
-        model=manifest["model"],
-        model_sha256=manifest["model_sha256"],
-        preprocessing={**manifest["preprocessing"], "flip": manifest["flip"]},
-        compression=compression,
-        overwrite=overwrite,
-        skipped=skipped,
-    )
+        unit_flip, norms_flip = normalize_rows(np.concatenate(flips), source=str(parts))
+    try:
+        # HDF5 cannot always recover from a write the disk refuses: check the space first
+        arrays = (unit, norms, unit_flip, norms_flip)
+        n_bytes = sum(a.nbytes for a in arrays if a is not None) + sum(len(i) + 16 for i in ids)
+        check_free_space(output, n_bytes + (1 << 20))
+        info = create_store(
+            output,
+            ids,
+            unit,
+            norms,
+            features_flip=unit_flip,
+            norms_flip=norms_flip,
+            model=manifest["model"],
+            model_sha256=manifest["model_sha256"],
+            preprocessing={**manifest["preprocessing"], "flip": manifest["flip"]},
+            compression=compression,
+            overwrite=overwrite,
+            skipped=skipped,
+        )
+    except OutputWriteError as err:
+        raise OutputWriteError(
+            f"{err}; every chunk is kept in {parts}: run the same command again (or"
+            f" `facebench merge {parts} -o {output}`) to write the store",
+            err.errno,
+            err.filename,
+        ) from err
     if remove_parts:
-        shutil.rmtree(parts)
+        try:
+            shutil.rmtree(parts)
+        except OSError as err:
+            log(
+                f"facebench: wrote {output}, but could not remove the work folder {parts}"
+                f" ({os.strerror(err.errno) if err.errno else err}); delete it by hand"
+            )
     return info

@@ -270,13 +270,28 @@ class _PixelValuesError(Exception):
     """Pixel values outside the range that :func:`decode_image` documents."""
 
 
-def _too_large(path: Path, err: Exception) -> ImageError:
+def _image_size(path: Path) -> str:
+    """``"W x H"`` read from the header alone (nothing decoded), or ``""`` if unreadable."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the header only: no pixel is decoded
+    try:
+        with Image.open(path) as opened:
+            return f"{opened.size[0]} x {opened.size[1]}"
+    except Exception:  # the size is a detail of the message; the error stands without it
+        return ""
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _too_large(path: Path, err: Exception, limit: int) -> ImageError:
     found = _BOMB_PIXELS.search(str(err))
     pixels = f"{int(found.group(1))} pixels" if found else str(err)
+    size = _image_size(path)
     return ImageError.at(
         path,
-        f"image too large ({pixels}; the limit is {Image.MAX_IMAGE_PIXELS} pixels, "
-        "Pillow's guard against decompression bombs)",
+        f"image too large ({pixels}; the limit is {limit} pixels, Pillow's guard against"
+        f" decompression bombs{'; the image is ' + size if size else ''}); if you trust"
+        " this image, raise the limit with --max-image-pixels",
     )
 
 
@@ -330,7 +345,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
+def decode_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
     """Decode an image file to RGB, upright.
 
     The first frame of multi-frame files is used. EXIF orientation is applied
@@ -351,6 +366,10 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     Parameters
     ----------
     path : str or PathLike
+    max_pixels : int, optional
+        The largest image (width x height) decoded; a larger one is refused from its header,
+        before any pixel is decoded. Default: Pillow's ``MAX_IMAGE_PIXELS`` (89,478,485,
+        about 9,459 x 9,459), the ``--max-image-pixels`` of ``facebench extract``.
 
     Returns
     -------
@@ -360,9 +379,10 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     ------
     ImageError
         ``"<path>: <what is wrong>"``: a missing or empty file, not an image, a file that
-        does not decode, an image larger than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's
+        does not decode, an image of more than ``max_pixels`` pixels (Pillow's
         decompression-bomb guard, which is treated as an error already at its warning
-        level), or unsupported pixel values. No Pillow exception escapes.
+        level; the message gives the size and names ``--max-image-pixels``), or
+        unsupported pixel values. No Pillow exception escapes.
     """
     path = Path(path)
     try:
@@ -375,8 +395,19 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError.at(path, "not a regular file")
     if n_bytes == 0:
         raise ImageError.at(path, "empty file (0 bytes)")
+    if max_pixels is not None and (
+        not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1
+    ):
+        raise PreprocessingError(
+            f"Expected --max-image-pixels as a positive integer, but got {max_pixels!r}"
+        )
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     image_format = "image"
+    saved = Image.MAX_IMAGE_PIXELS
     try:
+        # Pillow reads its limit from this module attribute at open and load time; the
+        # extraction decodes in one thread per process, so setting it for the call is safe.
+        Image.MAX_IMAGE_PIXELS = limit
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as opened:
@@ -385,7 +416,7 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
                 upright = ImageOps.exif_transpose(opened)
                 return _to_rgb(upright)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
-        raise _too_large(path, err) from None
+        raise _too_large(path, err, limit or 0) from None
     except _PixelValuesError as err:
         raise ImageError.at(path, str(err)) from None
     except UnidentifiedImageError:
@@ -399,6 +430,8 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     except Exception as err:  # SyntaxError, ValueError, struct.error, zlib.error, ... of Pillow
         detail = str(err) or type(err).__name__
         raise ImageError.at(path, f"cannot decode {image_format} ({detail})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 # --- transforming -----------------------------------------------------------------------
@@ -541,8 +574,10 @@ def flip_horizontal(tensor: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(tensor[:, :, ::-1])
 
 
-def load_item(item: Item, config: Preprocessing) -> np.ndarray:
+def load_item(item: Item, config: Preprocessing, max_pixels: int | None = None) -> np.ndarray:
     """Decode ``item.path`` and preprocess it with the item's box and landmarks.
+
+    ``max_pixels`` is :func:`decode_image`'s limit on the image's size (default Pillow's).
 
     Returns
     -------
@@ -555,7 +590,7 @@ def load_item(item: Item, config: Preprocessing) -> np.ndarray:
     PreprocessingError
         When the configuration does not fit the items (landmarks without a template).
     """
-    image = decode_image(item.path)
+    image = decode_image(item.path, max_pixels)
     try:
         return preprocess(image, config, box=item.box, landmarks=item.landmarks)
     except ImageError as err:

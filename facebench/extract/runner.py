@@ -58,6 +58,9 @@ class ExtractOptions:
         Replace an existing store (and discard another run's unfinished work folder).
     progress : bool
         Show a progress bar on stderr.
+    max_image_pixels : int or None
+        The largest image (width x height) decoded; a larger one is a bad image (the
+        decompression-bomb guard). None: Pillow's default, ``PIL.Image.MAX_IMAGE_PIXELS``.
     """
 
     batch_size: int = 64
@@ -70,6 +73,7 @@ class ExtractOptions:
     compression: str | None = None
     overwrite: bool = False
     progress: bool = True
+    max_image_pixels: int | None = None
 
 
 @dataclass
@@ -112,16 +116,19 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 class _Images(Dataset[tuple[int, npt.NDArray[np.float32] | None, str]]):
     """Item i -> (i, preprocessed (3, H, W) float32 array, "") or (i, None, reason)."""
 
-    def __init__(self, items: Sequence[Item], config: Preprocessing) -> None:
+    def __init__(
+        self, items: Sequence[Item], config: Preprocessing, max_pixels: int | None = None
+    ) -> None:
         self.items = items
         self.config = config
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[int, npt.NDArray[np.float32] | None, str]:
         try:
-            return index, load_item(self.items[index], self.config), ""
+            return index, load_item(self.items[index], self.config, self.max_pixels), ""
         except FacebenchError as err:  # ImageError and friends: reported by the main process
             return index, None, str(err)
 
@@ -231,7 +238,7 @@ def run_extraction(
         log(f"resuming {parts}: {len(mine) - len(pending)} of {len(mine)} chunks already done")
     model = model.to(device)
     loader = DataLoader(
-        _Images(items, config),
+        _Images(items, config, options.max_image_pixels),
         batch_sampler=_ChunkBatches(job, pending, options.batch_size),
         num_workers=options.workers,
         collate_fn=_collate,
@@ -271,7 +278,7 @@ def run_extraction(
     if ranks.rank != 0:
         return None
     return journal.assemble(
-        parts, output, compression=options.compression, overwrite=options.overwrite
+        parts, output, compression=options.compression, overwrite=options.overwrite, log=log
     )
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "check_exist",
     "folder_items",
     "keyed_items",
+    "line_of",
     "list_items",
     "read_boxes",
     "read_landmarks",
@@ -86,24 +87,31 @@ class Item:
             )
 
 
+def _shown(text: str, limit: int = 120) -> str:
+    """``repr(text)``, cut to ``limit`` characters: a message quotes a path, not a file."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _path_problem(relative: str) -> str | None:
     """Why ``relative`` is not a clean relative path under the root, or None."""
     problem = id_problem(relative)
     if problem is not None:
-        return problem
+        return problem if len(problem) <= 300 else problem[:300] + "..."
     if _DRIVE.match(relative):
-        return f"expected a path relative to the root, but got the absolute path {relative!r}"
+        return f"expected a path relative to the root, but got the absolute path {_shown(relative)}"
     parts = relative.split("/")
     if ".." in parts:
-        return f"expected a path inside the root, but got {relative!r}, which leaves it ('..')"
+        return (
+            f"expected a path inside the root, but got {_shown(relative)}, which leaves it ('..')"
+        )
     if "." in parts or "" in parts:
         return (
-            f"expected a normalized relative path, but got {relative!r} (a '.' or empty "
+            f"expected a normalized relative path, but got {_shown(relative)} (a '.' or empty "
             "component); write it as `dir/name.jpg`"
         )
     if relative != relative.strip():
         return (
-            f"expected a path without leading or trailing whitespace, but got {relative!r}; "
+            f"expected a path without leading or trailing whitespace, but got {_shown(relative)}; "
             "a list file holds one path per line and nothing else"
         )
     return None
@@ -232,7 +240,8 @@ def list_items(root: str | os.PathLike[str], list_file: str | os.PathLike[str]) 
                 located(
                     list_file,
                     line_no,
-                    f"expected each image once, but {line!r} is also on line {first_line[line]}",
+                    f"expected each image once, but {_shown(line)} is also on line"
+                    f" {first_line[line]}",
                 )
             )
         first_line[line] = line_no
@@ -240,10 +249,18 @@ def list_items(root: str | os.PathLike[str], list_file: str | os.PathLike[str]) 
     return items
 
 
-def keyed_items(root: str | os.PathLike[str], keys: Sequence[str]) -> list[Item]:
+def keyed_items(
+    root: str | os.PathLike[str],
+    keys: Sequence[str],
+    *,
+    where: Callable[[str], str] | None = None,
+) -> list[Item]:
     """Items for a protocol's item keys that are relative paths (LFW's ``Name/Name_0001.jpg``).
 
-    Order kept; the keys are checked as list-file lines are (see :func:`list_items`).
+    Order kept; the keys are checked as list-file lines are (see :func:`list_items`): a key
+    that is absolute or leaves the root (a ``..`` component) is refused before any image is
+    touched. ``where(key)`` tells where a key comes from (``"file:line"``) for the error;
+    without it the error names the key's position.
     """
     root = Path(root)
     seen: dict[str, int] = {}
@@ -251,15 +268,33 @@ def keyed_items(root: str | os.PathLike[str], keys: Sequence[str]) -> list[Item]
     for index, key in enumerate(keys):
         problem = _path_problem(key)
         if problem is not None:
-            raise SourceError(f"protocol item {index}: {problem}")
+            place = where(key) if where is not None else f"protocol item {index}"
+            raise SourceError(f"{place}: {problem}")
         if key in seen:
             raise SourceError(
-                f"protocol item {index}: expected each key once, but {key!r} is also item "
+                f"protocol item {index}: expected each key once, but {_shown(key)} is also item "
                 f"{seen[key]}"
             )
         seen[key] = index
         items.append(Item(key, root / key))
     return items
+
+
+def line_of(path: str | os.PathLike[str], first_field: str) -> int | None:
+    """The 1-based number of the first line of ``path`` whose first field is ``first_field``.
+
+    Fields are separated by whitespace or commas; used to name the line of a bad protocol
+    entry in an error. None when no line has it or the file cannot be read.
+    """
+    try:
+        lines = _read_lines(Path(path), "protocol file")
+    except SourceError:
+        return None
+    for number, line in enumerate(lines, start=1):
+        fields = re.split(r"[\s,]+", line.strip(), maxsplit=1)
+        if fields and fields[0] == first_field:
+            return number
+    return None
 
 
 def _root_of(item: Item) -> Path:
@@ -330,7 +365,7 @@ def _read_records(
             values = tuple(float(text) for text in fields[1 : n_values + 1])
         except ValueError:
             raise SourceError(
-                located(path, line_no, f"expected numbers after the path, but got {line!r}")
+                located(path, line_no, f"expected numbers after the path, but got {_shown(line)}")
             ) from None
         if not all(math.isfinite(value) for value in values):
             raise SourceError(located(path, line_no, f"expected finite numbers, but got {values}"))
@@ -342,7 +377,8 @@ def _read_records(
                 located(
                     path,
                     line_no,
-                    f"expected each image once, but {key!r} is also on line {first_line[key]}",
+                    f"expected each image once, but {_shown(key)} is also on line"
+                    f" {first_line[key]}",
                 )
             )
         first_line[key] = line_no

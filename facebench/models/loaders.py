@@ -12,7 +12,11 @@ Three kinds of model:
     A registered architecture (:data:`facebench.models.registry.ARCHITECTURES`) plus
     a weights file (``--arch iresnet50 --weights backbone.pth``), read with
     ``torch.load(weights_only=True)``: facebench never unpickles code, so a file that needs
-    any Python class or function to load is refused before anything in it runs.
+    any Python class or function to load is refused before anything in it runs; the
+    refusal lists what the file would import and call (:func:`pickle_globals`, which reads
+    the pickle's opcodes without executing them). With ``trust_checkpoint``
+    (``--trust-checkpoint``) such a file is loaded with ``weights_only=False``, which runs
+    that code, and a warning says so.
 ``onnx``
     An ``.onnx`` file run by onnxruntime (the ``onnx`` extra), on the CPU unless the
     onnxruntime-gpu build is installed and a CUDA device is requested.
@@ -23,14 +27,16 @@ This module imports torch and onnxruntime only inside the functions that need th
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
+import pickletools
 import re
 import sys
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from facebench.errors import FacebenchError
 from facebench.fileio import file_sha256
@@ -313,6 +319,7 @@ def load_model(
     weights: Path | None = None,
     device: str = "cpu",
     log: Log | None = None,
+    trust_checkpoint: bool = False,
 ) -> FeatureModel:
     """Load a feature model from exactly one of ``model`` and ``arch`` (+ ``weights``).
 
@@ -334,6 +341,11 @@ def load_model(
     log
         Receives notes and warnings (prefixes stripped, keys ignored, random weights);
         default: stderr.
+    trust_checkpoint
+        Load ``weights`` that need Python code to unpickle (a pickled model, a checkpoint
+        holding optimizer or config objects) with ``torch.load(weights_only=False)``, which
+        runs that code; ``log`` gets a warning naming it. Only for files from a trusted
+        source. Without it such a file is refused, naming what it would import and call.
 
     Returns
     -------
@@ -364,7 +376,7 @@ def load_model(
             + (", but got --weights without --arch" if weights is not None else "")
             + f"; known architectures: {_known_architectures()}"
         )
-    return _load_architecture(arch, weights, device, emit)
+    return _load_architecture(arch, weights, device, emit, trust_checkpoint)
 
 
 def _existing_file(path: Path, what: str) -> Path:
@@ -499,7 +511,9 @@ def _onnx_external_files(path: Path) -> list[str]:
     return sorted(locations)
 
 
-def _load_architecture(arch: str, weights: Path | None, device: str, emit: Log) -> FeatureModel:
+def _load_architecture(
+    arch: str, weights: Path | None, device: str, emit: Log, trust: bool = False
+) -> FeatureModel:
     import torch
 
     spec = ARCHITECTURES.get(arch)
@@ -511,7 +525,7 @@ def _load_architecture(arch: str, weights: Path | None, device: str, emit: Log) 
         emit(f"WARNING: --arch {arch} without --weights: {RANDOM_WEIGHTS_WARNING}")
     else:
         path = _existing_file(Path(weights), "weights file")
-        read = (path, _read_state_dict(path, arch, emit))  # fail before building the model
+        read = (path, _read_state_dict(path, arch, emit, trust))  # fail before building
     with torch.random.fork_rng(devices=[]):  # reproducible, and the caller's RNG is untouched
         torch.manual_seed(RANDOM_INIT_SEED)
         module = spec.build()
@@ -533,31 +547,52 @@ def _load_architecture(arch: str, weights: Path | None, device: str, emit: Log) 
     )
 
 
-def _read_state_dict(path: Path, arch: str, emit: Log) -> dict[str, torch.Tensor]:
-    """Read ``path`` with ``torch.load(weights_only=True)`` and return its state_dict."""
+def _read_state_dict(
+    path: Path, arch: str, emit: Log, trust: bool = False
+) -> dict[str, torch.Tensor]:
+    """Read ``path`` with ``torch.load(weights_only=True)`` and return its state_dict.
+
+    A file that needs code is refused, or, with ``trust``, loaded with
+    ``weights_only=False`` after a warning.
+    """
     import torch
 
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
-        needed = re.search(r"GLOBAL (\S+) was not an allowed global", str(err))
-        if needed or "global" in detail.lower():
-            what = needed.group(1) if needed else detail
+        names = _code_globals(path)  # torch names only the first; read them all
+        needed = re.search(r"GLOBAL (\S+)", str(err))
+        if not names and needed is not None:
+            names = [needed.group(1)]
+        if not names:
+            detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+            raise ModelError(f"{path}: not a readable torch.save file ({detail})") from None
+        if not trust:
             raise ModelError(
-                f"{path}: loading it would need Python code ({what}); facebench reads "
-                "weights with torch.load(weights_only=True) and never unpickles code. Save "
-                "the weights alone: torch.save(model.state_dict(), FILE)"
+                f"{path}: loading it would need Python code: it imports and calls"
+                f" {_first(names)}. facebench reads weights with torch.load(weights_only=True)"
+                " and never unpickles code. Save the weights alone: torch.save("
+                "model.state_dict(), FILE); or, only if you trust this file, pass"
+                " --trust-checkpoint to run that code"
             ) from None
-        raise ModelError(f"{path}: not a readable torch.save file ({detail})") from None
+        emit(
+            f"WARNING: --trust-checkpoint: loading {path} with torch.load(weights_only=False),"
+            f" which imports and runs {_first(names)}"
+        )
+        loaded = _load_trusted(path)
     except Exception as err:  # a damaged file can fail anywhere in the unpickler (IndexError, ...)
         detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         raise ModelError(f"{path}: not a readable torch.save file ({detail})") from None
+    if isinstance(loaded, torch.nn.Module):  # a pickled model: trusted above
+        loaded = loaded.state_dict()
     if _is_tensor_dict(loaded):
         return dict(loaded)
     if isinstance(loaded, Mapping):
         for entry in CHECKPOINT_ENTRIES:
-            if _is_tensor_dict(loaded.get(entry)):
+            value = loaded.get(entry)
+            if isinstance(value, torch.nn.Module):
+                value = value.state_dict()
+            if _is_tensor_dict(value):
                 saved_arch = loaded.get("arch")
                 if isinstance(saved_arch, str) and saved_arch != arch:
                     raise ModelError(
@@ -565,7 +600,7 @@ def _read_state_dict(path: Path, arch: str, emit: Log) -> dict[str, torch.Tensor
                         f"was given; use --arch {saved_arch}"
                     )
                 emit(f"{path}: using the checkpoint's {entry!r} entry")
-                return dict(loaded[entry])
+                return dict(value)
         found = f"a dict with keys {_first([str(key) for key in loaded])}"
     else:
         found = f"a {type(loaded).__name__}"
@@ -575,7 +610,125 @@ def _read_state_dict(path: Path, arch: str, emit: Log) -> dict[str, torch.Tensor
     )
 
 
-def _is_tensor_dict(value: object) -> bool:
+def _load_trusted(path: Path) -> object:
+    """``torch.load(weights_only=False)``: runs the file's code (the user trusts it)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # the file's own code can raise anything
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise ModelError(
+            f"{path}: torch.load(weights_only=False) failed ({detail}); the code it needs"
+            " may not be importable here"
+        ) from None
+
+
+#: Opcodes that push a string (candidates for STACK_GLOBAL's module and name).
+_STRING_OPS = frozenset(
+    {
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "UNICODE",
+        "SHORT_BINSTRING",
+        "BINSTRING",
+        "STRING",
+    }
+)
+#: Python 2 module names that pickle protocols <= 2 write and Python 3 imports by other names.
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+_MAX_PICKLES = 8  # the legacy torch.save format is a few pickles, then raw bytes
+
+
+def _global_name(module: str, name: str) -> str:
+    """``module.name`` as Python 3 imports it (protocol 2 writes ``__builtin__.set``)."""
+    return f"{_PY2_MODULES.get(module, module)}.{name}"
+
+
+def _scan_pickle(stream: io.BytesIO, found: dict[str, None]) -> None:
+    """Add to ``found`` every ``module.name`` one pickle imports (GLOBAL, INST, STACK_GLOBAL).
+
+    Reads opcodes with :func:`pickletools.genops`; nothing is imported or called. A
+    STACK_GLOBAL takes its module and name from the two strings pushed (or fetched from
+    the memo) just before it; when it cannot be told, ``<computed name>`` is recorded.
+    """
+    strings: list[str | None] = []  # what each recent opcode pushed, when a string
+    memo: dict[int, str | None] = {}
+    for opcode, arg, _ in pickletools.genops(stream):
+        name = opcode.name
+        pushed: str | None = None
+        if name in ("GLOBAL", "INST"):
+            module, _, attribute = str(arg).partition(" ")
+            found[_global_name(module, attribute)] = None
+        elif name == "STACK_GLOBAL":
+            pair = strings[-2:]
+            if len(pair) == 2 and pair[0] is not None and pair[1] is not None:
+                found[_global_name(pair[0], pair[1])] = None
+            else:
+                found["<computed name>"] = None
+        elif name in _STRING_OPS:
+            pushed = arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            pushed = memo.get(arg) if isinstance(arg, int) else None
+        elif name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
+            key = arg if isinstance(arg, int) and name != "MEMOIZE" else len(memo)
+            memo[key] = strings[-1] if strings else None
+            continue  # the stack is unchanged
+        strings.append(pushed)
+        del strings[:-2]
+
+
+def pickle_globals(path: str | Path) -> list[str]:
+    """Every Python object (``module.name``) that unpickling ``path`` would import.
+
+    Reads a ``torch.save`` file (the zip format's ``data.pkl``, or the legacy format's
+    pickles) or a plain pickle opcode by opcode, without executing anything; every import
+    of a pickle (GLOBAL, INST, STACK_GLOBAL opcodes) is what it can then call (REDUCE,
+    BUILD, NEWOBJ). Names in file order, each once; an unreadable tail ends the scan.
+    """
+    path = Path(path)
+    found: dict[str, None] = {}
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                payloads = [
+                    archive.read(info)
+                    for info in archive.infolist()
+                    if info.filename.endswith(".pkl") and info.file_size < (64 << 20)
+                ]
+        else:
+            payloads = [path.read_bytes()]
+    except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, ValueError):
+        return []
+    for payload in payloads:
+        stream = io.BytesIO(payload)
+        for _ in range(_MAX_PICKLES):
+            start = stream.tell()
+            try:
+                _scan_pickle(stream, found)
+            except Exception:  # past the last pickle (raw storage bytes) or a damaged one
+                break
+            if stream.tell() == start or stream.tell() >= len(payload):
+                break
+    return list(found)
+
+
+def _code_globals(path: Path) -> list[str]:
+    """:func:`pickle_globals` of ``path`` less what ``weights_only=True`` allows (tensors,
+    storages, dtypes, OrderedDict, ...): the code the file needs."""
+    allowed: set[str] = set()
+    try:
+        from torch import _weights_only_unpickler as unpickler
+
+        allowed.update(unpickler._get_allowed_globals())
+        allowed.update(unpickler._get_user_allowed_globals())
+    except (ImportError, AttributeError):  # a torch without these helpers: list everything
+        pass
+    return [name for name in pickle_globals(path) if name not in allowed]
+
+
+def _is_tensor_dict(value: object) -> TypeGuard[Mapping[str, torch.Tensor]]:
     import torch
 
     return (
