@@ -68,7 +68,7 @@ import numpy as np
 
 from facebench import __version__
 from facebench.errors import FacebenchError, InputFormatError, MissingItemsError, StoreError
-from facebench.fileio import atomic_path, check_writable
+from facebench.fileio import atomic_path, check_writable, write_error
 
 SCHEMA_VERSION: int = 1
 READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
@@ -328,7 +328,11 @@ def _h5_errors(path: object, action: str) -> Iterator[None]:
         yield
     except FacebenchError:
         raise
-    except (OSError, KeyError, RuntimeError, UnicodeDecodeError) as err:
+    except OSError as err:
+        if action in ("write", "append to") and err.errno is not None:  # disk full, read-only
+            raise StoreError(write_error(path, err, "the store")) from err
+        raise StoreError(f"{path}: cannot {action} the store ({err})") from err
+    except (KeyError, RuntimeError, UnicodeDecodeError) as err:
         raise StoreError(f"{path}: cannot {action} the store ({err})") from err
 
 
@@ -966,8 +970,14 @@ def read_array(path: str | Path, key: str | None = None) -> np.ndarray:
             return archive[key]
     except FacebenchError:
         raise
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        raise InputFormatError(f"{source}: cannot read the array ({err})") from err
+    except Exception as err:
+        # A damaged .npy/.npz/.h5 raises OSError, ValueError, EOFError, zipfile.BadZipFile,
+        # RuntimeError (h5py), NotImplementedError (an unsupported zip method) or
+        # tokenize.TokenError (a broken .npy header): all mean "not a readable array".
+        raise InputFormatError(
+            f"{source}: cannot read the array ({type(err).__name__}: {err}); check that the"
+            " file is complete and of the format its suffix says"
+        ) from err
 
 
 def _read_hdf5_array(source: Path, key: str | None) -> np.ndarray:

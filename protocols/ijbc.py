@@ -235,7 +235,13 @@ def _check_token(kind: str, token: bytes) -> str | None:
             return f"Expected a UTF-8 image name, but got {_shown(token)}"
         return None
     if kind == "int":
-        if not _INT.fullmatch(token) or not _INT64_LIMITS[0] < int(token) < _INT64_LIMITS[1]:
+        # at most 20 characters (a sign and 19 digits) before int(): Python refuses to
+        # convert strings of more than 4,300 digits, and none of them fits int64 anyway
+        if (
+            len(token) > 20
+            or not _INT.fullmatch(token)
+            or not _INT64_LIMITS[0] < int(token) < _INT64_LIMITS[1]
+        ):
             return f"Expected an integer, but got {_shown(token)}"
         return None
     if not _FLOAT.fullmatch(token):
@@ -495,7 +501,7 @@ def _parse_csv_slowly(path: Path, data: bytes) -> tuple[IntArray, IntArray, IntA
             )
         tokens = [field.strip() for field in fields[:2]]
         for token, what in zip(tokens, ("TEMPLATE_ID", "SUBJECT_ID"), strict=True):
-            if not token.isdigit() or int(token) >= 10**18:
+            if not token.isdigit() or len(token) > 18 or int(token) >= 10**18:
                 raise InputFormatError(
                     located(
                         path,

@@ -221,12 +221,6 @@ def test_import_checks_the_free_space_before_writing(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="facebench/store.py _h5_errors turns h5py's OSError into 'cannot write the store"
-    " ([Errno 28] ...)' without advice; use facebench.fileio.write_error(path, err) for an"
-    " OSError with an errno (or let it reach atomic_path, which does)",
-)
 def test_import_disk_full_inside_the_hdf5_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, import_inputs: tuple[Path, Path]
 ) -> None:

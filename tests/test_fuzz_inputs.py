@@ -16,8 +16,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import tokenize
-import zipfile
 from pathlib import Path
 
 import h5py
@@ -91,17 +89,6 @@ def _array_bytes(suffix: str) -> bytes:
     return buffer.getvalue()
 
 
-#: What store.read_array still lets escape from a damaged .npy/.npz (see the xfail
-#: reproducers below); tolerated by the fuzz test until store.py wraps them.
-READ_ARRAY_KNOWN: tuple[type[BaseException], ...] = (
-    zipfile.BadZipFile,
-    NotImplementedError,
-    RuntimeError,
-    SyntaxError,
-    tokenize.TokenError,
-)
-
-
 @FUZZ
 @given(suffix=st.sampled_from((".npy", ".npz")), seed=st.data())
 def test_fuzz_feature_arrays(
@@ -109,10 +96,7 @@ def test_fuzz_feature_arrays(
 ) -> None:
     path = tmp_path_factory.mktemp("array") / f"features{suffix}"
     path.write_bytes(_byte_damage(seed.draw, _array_bytes(suffix)))
-    try:
-        result = parse_or_error(read_array, path)
-    except READ_ARRAY_KNOWN:
-        return
+    result = parse_or_error(read_array, path)
     if isinstance(result, np.ndarray):
         assert result.size <= 1 << 20
 
@@ -130,16 +114,9 @@ def test_fuzz_feature_arrays_hdf5(tmp_path_factory: pytest.TempPathFactory, seed
     base = _hdf5_array(folder / "base.h5")
     path = folder / "features.h5"
     path.write_bytes(_byte_damage(seed.draw, base.read_bytes()))
-    # RuntimeError: see test_damaged_hdf5_feature_file_is_an_input_error
-    in_child(lambda: read_array(path, "emb/feats"), known=(RuntimeError,))
+    in_child(lambda: read_array(path, "emb/feats"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="facebench/store.py _read_hdf5_array runs h5py outside any except: a damaged HDF5"
-    " file raises RuntimeError (here 'Object visitation failed (wrong B-tree signature)') or"
-    " OSError; wrap it as read_array's other formats are (InputFormatError naming the file)",
-)
 def test_damaged_hdf5_feature_file_is_an_input_error(tmp_path: Path) -> None:
     path = _hdf5_array(tmp_path / "features.h5")
     data = path.read_bytes()
@@ -162,12 +139,6 @@ def _damaged_array(kind: str) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="facebench/store.py read_array catches (OSError, ValueError, KeyError, EOFError)"
-    " only: a damaged .npz raises zipfile.BadZipFile, RuntimeError or NotImplementedError and"
-    " a damaged .npy header tokenize.TokenError; catch them (or Exception) there",
-)
 @pytest.mark.parametrize("kind", ["npy header", "npz crc", "npz encrypted", "npz compression"])
 def test_damaged_feature_array_is_an_input_error(tmp_path: Path, kind: str) -> None:
     path = tmp_path / f"features.{kind[:3]}"

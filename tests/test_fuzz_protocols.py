@@ -10,9 +10,7 @@ regression test below the fuzz tests.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -148,30 +146,12 @@ def test_fuzz_ijbc_folder(ijbc_folder: dict[str, object], which: int, seed: st.D
     rel = files[which % len(files)]
     data = seed.draw(mutated((root / rel).read_bytes()), label=rel)
     case = _with_file(root, rel, data)
-    with _known_ijbc_crash():
-        _check_templates(parse_or_error(ijbc.load_ijbc, case))
-    with _known_ijbc_crash():
-        result = parse_or_error(ijbc.read_landmarks, case)
-        if isinstance(result, ijbc.Landmarks):
-            assert result.points.shape == (len(result.keys), 10) == (result.score.size, 10)
+    _check_templates(parse_or_error(ijbc.load_ijbc, case))
+    result = parse_or_error(ijbc.read_landmarks, case)
+    if isinstance(result, ijbc.Landmarks):
+        assert result.points.shape == (len(result.keys), 10) == (result.score.size, 10)
 
 
-@contextlib.contextmanager
-def _known_ijbc_crash() -> Iterator[None]:
-    """Tolerate the crash that test_ijbc_huge_integers_are_input_errors pins (xfail)."""
-    try:
-        yield
-    except ValueError as err:
-        if "integer string conversion" not in str(err):
-            raise
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocols/ijbc.py calls int() on an integer field of any length (_check_token,"
-    " _parse_csv_slowly): past 4300 digits Python raises ValueError ('Exceeds the limit"
-    " (4300 digits) for integer string conversion'); check the length (<= 19 digits) first",
-)
 @pytest.mark.parametrize(("kind", "column"), [("tid_mid", 1), ("pairs", 0), ("G1", 0)])
 def test_ijbc_huge_integers_are_input_errors(tmp_path: Path, kind: str, column: int) -> None:
     record = write_ijbc(tmp_path / "ijbc", n_subjects=4, templates_per_subject=2)
