@@ -30,7 +30,7 @@ class FacebenchGroup(click.Group):
 
 
 @click.group(cls=FacebenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="facebench")
+@click.version_option(__version__, prog_name="facebench", message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -55,6 +55,7 @@ def _register() -> None:
         merge_cmd,
         norms_cmd,
         plot_roc_cmd,
+        search_cmd,
         train_cmd,
         verify_cmd,
     )
@@ -69,6 +70,13 @@ def _register() -> None:
     cli.add_command(import_cmd.import_command)
     cli.add_command(verify_cmd.verify_command)
     cli.add_command(plot_roc_cmd.plot_roc_command)
+    cli.add_command(search_cmd.search_command)
+    from facebench.cli import export_cmd, inspect_cmd, protocols_cmd, scores_cmd
+
+    cli.add_command(scores_cmd.scores_command)
+    cli.add_command(export_cmd.export_command)
+    cli.add_command(inspect_cmd.inspect_command)
+    cli.add_command(protocols_cmd.protocols_command)
 
 
 _register()
