@@ -7,23 +7,35 @@ asserts a time or a size.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(tempfile.gettempdir()) / f"facebench-bench-smoke-{os.getuid()}"
+BENCH_LINE = re.compile(
+    r"^BENCH (?P<name>[a-z0-9-]+): ratio=[0-9.]+ time_s=[0-9.]+ peak_mib=[0-9.]+ "
+    r"baseline_time_s=[0-9.]+ baseline_peak_mib=[0-9.]+$",
+    re.MULTILINE,
+)
 EXTRACT_QUICK_ROWS = ["small-cnn bare", "small-cnn extract w=2", "small-cnn extract w=2 4x"]
 
 
 def _bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.setdefault("FACEBENCH_BENCH_CACHE", str(CACHE))  # generated data: not the user's
     return subprocess.run(
         [sys.executable, "-m", "benchmarks", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
@@ -38,6 +50,13 @@ def test_quick_benchmark_prints_its_rows_and_writes_json(tmp_path: Path) -> None
         assert text in proc.stdout
     payload = json.loads(out.read_text(encoding="utf-8"))
     assert payload["benchmark"] == "all"
+    assert set(payload) == {"benchmark", "kfold", "extract", "ijbc", "search"}
+    # every benchmark ends with its BENCH lines (docs/performance.md)
+    names = {m["name"] for m in BENCH_LINE.finditer(proc.stdout)}
+    for name in ("lfw-6k", "extract-small-cnn", "ijbc-1v1-quick", "ijbc-1v1-cold-quick"):
+        assert name in names, proc.stdout[-3000:]
+    assert any(name.startswith("search-") for name in names), names
+    assert "sharded == single" in proc.stdout
 
     kfold = payload["kfold"]
     assert [row["label"] for row in kfold["rows"]] == ["engine 6k", "baseline 6k"]
