@@ -38,20 +38,22 @@ import numpy.typing as npt
 from facebench import __version__
 from facebench.errors import FacebenchError, InputFormatError, MissingItemsError, located
 from facebench.fileio import atomic_path, check_writable, file_sha256, write_text_atomic
+from facebench.metrics.exact_dot import Scorer
 from facebench.metrics.identification import (
-    BLOCK_SCORES,
-    GALLERY_BLOCK,
     TPIR_RULES,
-    Scorer,
     SearchResult,
-    SearchShard,
-    best_mate_scores,
     cmc,
     finish_search,
+    tpir_at_fpir,
+)
+from facebench.metrics.search_engine import (
+    BLOCK_SCORES,
+    GALLERY_BLOCK,
+    SearchShard,
+    best_mate_scores,
     merge_shards,
     search_shard,
     shard_rows,
-    tpir_at_fpir,
 )
 from facebench.report import REPORT_SCHEMA_VERSION, jsonable, scores_path_for
 from facebench.store import FeatureStore

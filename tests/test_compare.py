@@ -23,6 +23,7 @@ from ijba_fixtures import write_ijba
 from ijbc_fixtures import write_ijbc
 
 import facebench.compare as compare_module
+import facebench.compare.resample as compare_resample
 from facebench.cli import cli
 from facebench.compare import (
     FoldEngine,
@@ -434,7 +435,7 @@ def test_results_do_not_depend_on_batching(
 ):
     paths = [lfw_reports["a"], lfw_reports["b"]]
     default = compare_reports(paths, n_resamples=30, seed=5)
-    monkeypatch.setattr(compare_module, "CHUNK_ELEMENTS", 7 * 6000)  # batches of 7
+    monkeypatch.setattr(compare_resample, "CHUNK_ELEMENTS", 7 * 6000)  # batches of 7
     assert compare_reports(paths, n_resamples=30, seed=5).differences == default.differences
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ijbc_fixtures import file_names, write_ijbc
 
 from facebench.errors import InputFormatError
-from protocols import ijbc
+from protocols import _text, ijbc
 from protocols._types import TemplateProtocol, files_sha256
 
 # -- helpers --------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def test_loaders_and_gallery_names(tmp_path):
 
 
 def test_small_chunks_cross_lines_and_keep_line_numbers(tmp_path, monkeypatch):
-    monkeypatch.setattr(ijbc, "_CHUNK", 37)
+    monkeypatch.setattr(_text, "_CHUNK", 37)
     record = write_ijbc(tmp_path, n_subjects=9, crlf=True, blank_lines=True, seed=5)
     check_matches(load(record), record)
     line = replace_line(path_of(record, "pairs"), 70, "1 2 3 4")
@@ -494,7 +494,7 @@ DECIMAL = st.from_regex(r"[+-]?([0-9]{1,7}(\.[0-9]{0,7})?|\.[0-9]{1,7})", fullma
 @example(["123456789012345", "-999999.999999999"], "\n")
 def test_decimals_read_exactly_as_strtod(tokens, sep):
     text = sep.join(tokens).encode()
-    fast = ijbc._decimals(np.frombuffer(text, dtype=np.uint8))
+    fast = _text._decimals(np.frombuffer(text, dtype=np.uint8))
     slow = np.array([float(t) for t in tokens])
     assert fast is not None
     np.testing.assert_array_equal(fast.view(np.int64), slow.view(np.int64))  # bit for bit
@@ -504,7 +504,7 @@ def test_decimals_read_exactly_as_strtod(tokens, sep):
     "text", [b"1e5", b"1.2.3", b"--1", b"1-", b".", b"+", b"0x1", b"1234567890123456"]
 )
 def test_decimals_leave_other_numbers_to_strtod(text):
-    assert ijbc._decimals(np.frombuffer(b"1.5 " + text, dtype=np.uint8)) is None
+    assert _text._decimals(np.frombuffer(b"1.5 " + text, dtype=np.uint8)) is None
 
 
 def test_full_size_writer_formats_like_python():
@@ -545,7 +545,7 @@ def test_csv_reader_against_an_independent_reference(rows, eol):
     path = Path("probe.csv")
     expected = _csv_reference(data)
     try:
-        got: Any = [a.tolist() for a in ijbc._parse_csv(path, data)]
+        got: Any = [a.tolist() for a in _text._parse_csv(path, data)]
     except InputFormatError as err:
         got = str(err)
     if isinstance(expected, str):
@@ -558,7 +558,7 @@ def test_csv_reader_against_an_independent_reference(rows, eol):
 
 def test_csv_with_two_columns_and_no_final_newline(tmp_path, monkeypatch):
     data = b"TEMPLATE_ID,SUBJECT_ID\r\n5,7\r\n\r\n 6 , 8\r\n9,10"
-    templates, subjects, lines = ijbc._parse_csv(tmp_path / "g.csv", data)
+    templates, subjects, lines = _text._parse_csv(tmp_path / "g.csv", data)
     assert (templates.tolist(), subjects.tolist(), lines.tolist()) == (
         [5, 6, 9],
         [7, 8, 10],

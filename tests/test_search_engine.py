@@ -240,7 +240,7 @@ def _worst_float32_products(seed: int):
 @pytest.mark.parametrize("kind", ["float32", "integers"])
 def test_float32_screening_survives_the_worst_products(kind: str, monkeypatch) -> None:
     """Float32 values are screened by a float32 product; ties stress its wider margin."""
-    import facebench.metrics.identification as identification
+    import facebench.metrics.search_engine as search_engine
 
     p, g, ps, gs = make_problem(23, "float32", n_probes=12, n_gallery=16)
     if kind == "integers":
@@ -252,7 +252,7 @@ def test_float32_screening_survives_the_worst_products(kind: str, monkeypatch) -
     for seed in range(3):
         worst = _worst_float32_products(seed)
         monkeypatch.setattr(
-            identification, "_float32_product", lambda b, w=worst: used.append(1) or w(b)
+            search_engine, "_float32_product", lambda b, w=worst: used.append(1) or w(b)
         )
         assert_same(search(p, g, ps, gs, gallery_chunk=5, top_k=3), expected, 3)
     assert used  # the float32 path ran
