@@ -26,7 +26,7 @@ from facebench.metrics import (
     kfold_accuracy,
     tar_at_far,
 )
-from facebench.metrics.compat import COMPAT_KFOLD, COMPAT_VAL_AT_FAR
+from facebench.metrics.compat import COMPAT_KFOLD, COMPAT_VAL_AT_FAR, contiguous_fold_bounds
 from facebench.metrics.counts import ThresholdCounts
 from facebench.report import Accuracy, FoldReport, json_float
 from facebench.scoring import pair_scores, video_pair_scores
@@ -70,6 +70,34 @@ class VerifyOptions:
     n_frames: int | None = None
     allow_skipped: bool = False
     label: str | None = None
+
+
+def definition_file(
+    protocol_name: str, pairs: str | Path | None, bin_file: str | Path | None
+) -> Path | None:
+    """The file that defines a protocol's pairs, from ``--pairs`` and ``--bin``.
+
+    ``bin`` takes ``--bin FILE`` (a .bin holds its own pairs); every other protocol takes
+    ``--pairs`` (None: the protocol's shipped file, where it has one).
+
+    Raises
+    ------
+    FacebenchError
+        ``--pairs`` with ``bin``, or ``--bin`` with another protocol.
+    """
+    if protocol_name == "bin":
+        if pairs is not None:
+            raise FacebenchError(
+                "Expected --bin FILE with --protocol bin, but got --pairs; a .bin holds its"
+                " own pairs"
+            )
+        return None if bin_file is None else Path(bin_file)
+    if bin_file is not None:
+        raise FacebenchError(
+            f"Expected --bin only with --protocol bin, but got --protocol {protocol_name};"
+            " use --protocol bin --bin FILE"
+        )
+    return None if pairs is None else Path(pairs)
 
 
 def drop_skipped_pairs(store: FeatureStore, protocol: PairsProtocol, allow: bool) -> PairsProtocol:
@@ -231,10 +259,126 @@ def store_summary(store: FeatureStore) -> dict[str, Any]:
     }
 
 
+def _folds_convention(protocol: PairsProtocol) -> str:
+    if protocol.counts.get("folds_from_order"):
+        return (
+            f"{int(np.unique(protocol.folds).size)} contiguous blocks of pair order, as"
+            " KFold(n_splits=k, shuffle=False) (insightface): the first n % k one pair longer"
+        )
+    return "the folds of the protocol file, never re-split"
+
+
+def _compat_fold_warning(protocol: PairsProtocol, compat: str | None) -> list[str]:
+    """The peers split pairs into contiguous blocks of pair order; say so when the
+    protocol's own folds differ (the compat figures then use other folds than the file's)."""
+    if compat is None:
+        return []
+    n_folds = int(np.unique(protocol.folds).size)
+    blocks = np.repeat(
+        np.arange(n_folds), np.diff(contiguous_fold_bounds(protocol.n_pairs, n_folds))
+    )
+    own = np.unique(protocol.folds, return_inverse=True)[1].reshape(-1)
+    if np.array_equal(own, blocks):
+        return []
+    return [
+        f"--compat {compat} splits the pairs into {n_folds} contiguous blocks of pair order, as"
+        f" the peer does; {protocol.source} defines other folds, so the accuracy follows the"
+        " peer's blocks, not the file's folds"
+    ]
+
+
+def report_scores(
+    protocol: PairsProtocol,
+    scores: npt.NDArray[np.float64],
+    source: dict[str, Any],
+    options: VerifyOptions,
+    scoring: dict[str, Any],
+) -> tuple[FoldReport, dict[str, npt.NDArray[Any]]]:
+    """The metrics and report of scored fold-protocol pairs.
+
+    The one place where a fold report is computed: :func:`evaluate_pairs` (scores from a
+    feature store) and :func:`facebench.external_scores.evaluate_scores` (scores from a
+    file) both end here.
+
+    Parameters
+    ----------
+    protocol : PairsProtocol
+        The pairs, labels and folds (n_pairs of each).
+    scores : ndarray of float64, shape (n_pairs,)
+        The score of each pair; accept when ``score >= threshold``.
+    source : dict
+        The report's ``store`` section: where the scores come from.
+    options : VerifyOptions
+        The metric choices (``far_targets``, ``tar_rule``, ``compat``, ``label``).
+    scoring : dict
+        The conventions of how the scores were made (``score``, ``flip_fusion``, ...),
+        placed in the report's ``conventions``.
+
+    Returns
+    -------
+    report : FoldReport
+        Accuracy by folds; AUC, EER and TAR at each FAR over all pairs pooled.
+    pair_data : dict of ndarray
+        Per-pair arrays for ``report.scores.npz``: ``left``, ``right`` (ids), ``score``,
+        ``is_same``, ``fold``.
+    """
+    counts = count_at_thresholds(scores, protocol.is_same)
+    accuracy, peer = _accuracy(scores, protocol, options.compat)
+    eer = equal_error_rate(counts)
+    points = tar_at_far(counts, options.far_targets, options.tar_rule)
+    extra: dict[str, Any] = {} if peer is None else {"compat": peer}
+    conventions = {
+        "score": scoring["score"],
+        "decision": "accept when score >= threshold",
+        "accuracy": accuracy.rule,
+        "folds": _folds_convention(protocol),
+        "pooled": "AUC, EER and TAR@FAR over all pairs pooled; accuracy by folds",
+        "tar_rule": options.tar_rule,
+        "eer": "FAR = FRR on the piecewise-linear ROC; threshold = first point with FAR >= FRR",
+        **{key: value for key, value in scoring.items() if key != "score"},
+        "compat": options.compat,
+        "threshold_inf": "null thresholds: +inf (accepts nothing) or -inf (accepts everything)",
+    }
+    n_genuine = int(protocol.is_same.sum())
+    report = FoldReport(
+        protocol=protocol.name,
+        protocol_file=protocol.source,
+        protocol_sha256=protocol.sha256,
+        store=source,
+        conventions=conventions,
+        counts=dict(protocol.counts),
+        warnings=[*protocol.warnings, *_compat_fold_warning(protocol, options.compat)],
+        n_pairs=protocol.n_pairs,
+        n_genuine=n_genuine,
+        n_impostor=protocol.n_pairs - n_genuine,
+        accuracy=accuracy,
+        auc=auc(counts),
+        eer=eer.eer,
+        eer_threshold=eer.threshold,
+        tar_at_far=points,
+        roc=downsample_roc(counts),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        facebench_version=__version__,
+        label=options.label,
+        extra=extra,
+    )
+    pair_data = {
+        "left": np.asarray(protocol.left, dtype=str),
+        "right": np.asarray(protocol.right, dtype=str),
+        "score": scores,
+        "is_same": protocol.is_same,
+        "fold": protocol.folds,
+    }
+    return report, pair_data
+
+
 def evaluate_pairs(
     protocol: PairsProtocol, store_path: str | Path, options: VerifyOptions | None = None
 ) -> tuple[FoldReport, dict[str, npt.NDArray[Any]]]:
     """Evaluate a fold protocol on a feature store.
+
+    Scores every pair from the store (cosine similarity after the flip fusion; videos
+    pooled as ``options`` say), then :func:`report_scores`.
 
     Returns
     -------
@@ -262,56 +406,10 @@ def evaluate_pairs(
         else:
             scores = pair_scores(store, protocol.left, protocol.right, options.flip_fusion)
         store_info = store_summary(store)
-    counts = count_at_thresholds(scores, protocol.is_same)
-    accuracy, peer = _accuracy(scores, protocol, options.compat)
-    eer = equal_error_rate(counts)
-    points = tar_at_far(counts, options.far_targets, options.tar_rule)
-    extra: dict[str, Any] = {} if peer is None else {"compat": peer}
-    conventions = {
+    scoring: dict[str, Any] = {
         "score": "cosine similarity, float64 from float32 unit features",
-        "decision": "accept when score >= threshold",
-        "accuracy": accuracy.rule,
-        "folds": "the folds of the protocol file, never re-split",
-        "pooled": "AUC, EER and TAR@FAR over all pairs pooled; accuracy by folds",
-        "tar_rule": options.tar_rule,
-        "eer": "FAR = FRR on the piecewise-linear ROC; threshold = first point with FAR >= FRR",
         "flip_fusion": options.flip_fusion,
-        **(
-            {"video_pooling": options.video_pooling, "n_frames": options.n_frames}
-            if protocol.unit == "video"
-            else {}
-        ),
-        "compat": options.compat,
-        "threshold_inf": "null thresholds: +inf (accepts nothing) or -inf (accepts everything)",
     }
-    n_genuine = int(protocol.is_same.sum())
-    report = FoldReport(
-        protocol=protocol.name,
-        protocol_file=protocol.source,
-        protocol_sha256=protocol.sha256,
-        store=store_info,
-        conventions=conventions,
-        counts=dict(protocol.counts),
-        warnings=list(protocol.warnings),
-        n_pairs=protocol.n_pairs,
-        n_genuine=n_genuine,
-        n_impostor=protocol.n_pairs - n_genuine,
-        accuracy=accuracy,
-        auc=auc(counts),
-        eer=eer.eer,
-        eer_threshold=eer.threshold,
-        tar_at_far=points,
-        roc=downsample_roc(counts),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        facebench_version=__version__,
-        label=options.label,
-        extra=extra,
-    )
-    pair_data = {
-        "left": np.asarray(protocol.left, dtype=str),
-        "right": np.asarray(protocol.right, dtype=str),
-        "score": scores,
-        "is_same": protocol.is_same,
-        "fold": protocol.folds,
-    }
-    return report, pair_data
+    if protocol.unit == "video":
+        scoring.update(video_pooling=options.video_pooling, n_frames=options.n_frames)
+    return report_scores(protocol, scores, store_info, options, scoring)

@@ -82,7 +82,10 @@ class ScoreOptions:
     Attributes
     ----------
     pairs : Path or None
-        Pair and video protocols: another definition file in the protocol's format.
+        Pair and video protocols: another definition file in the protocol's format
+        (``pairs``: the generic pairs file, required).
+    bin_file : Path or None
+        ``bin``: the insightface ``.bin`` file (required).
     protocol_dir : Path or None
         Template protocols: the user's folder of protocol files.
     splits : tuple of int or None
@@ -100,6 +103,7 @@ class ScoreOptions:
     """
 
     pairs: Path | None = None
+    bin_file: Path | None = None
     protocol_dir: Path | None = None
     splits: tuple[int, ...] | None = None
     pooling: str = "media"
@@ -178,11 +182,13 @@ def load_protocol(protocol_name: str, options: ScoreOptions) -> Any:
                 f"--protocol {protocol_name} needs --protocol-dir: the folder of your copy of"
                 " the protocol files (they are licensed and not shipped)"
             )
-        if options.pairs is not None:
-            raise FacebenchError(
-                f"Expected --protocol-dir for --protocol {protocol_name}, but got --pairs;"
-                " --pairs replaces the definition file of a pair protocol (lfw, ytf)"
-            )
+        for definition, flag in ((options.pairs, "--pairs"), (options.bin_file, "--bin")):
+            if definition is not None:
+                raise FacebenchError(
+                    f"Expected --protocol-dir for --protocol {protocol_name}, but got {flag};"
+                    f" {flag} gives the definition file of a pair protocol (lfw, ytf, bin,"
+                    " pairs)"
+                )
         # Detector scores (the landmarks file) only weigh insightface's pooling.
         extra = (
             {"detector_scores": options.pooling == "insightface"} if spec.detector_scores else {}
@@ -191,7 +197,9 @@ def load_protocol(protocol_name: str, options: ScoreOptions) -> Any:
     for given, name in ((options.protocol_dir, "--protocol-dir"), (options.splits, "--split")):
         if given:
             raise FacebenchError(f"{name} is for IJB protocols, not --protocol {protocol_name}")
-    return spec.load(options.pairs)
+    from facebench.evaluate import definition_file
+
+    return spec.load(definition_file(protocol_name, options.pairs, options.bin_file))
 
 
 def compute_scores(

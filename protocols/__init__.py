@@ -3,8 +3,10 @@
 The registry maps a protocol name to a loader; the CLI's ``--protocol`` choices come from it.
 
 Kinds:
-- ``pairs``: pairs of items (store ids) with folds (LFW). The loader takes an optional
-  replacement definition file (``--pairs``).
+- ``pairs``: pairs of items (store ids) with folds (LFW; insightface ``.bin`` sets; generic
+  pairs files). The loader takes the definition file: optional for LFW (``--pairs``
+  replaces the shipped one), required for ``bin`` (``--bin FILE``) and ``pairs``
+  (``--pairs FILE``).
 - ``videos``: pairs of videos with folds (YTF); a video key is a folder and its frames are
   the store ids under it. Same loader signature.
 - ``templates``: templates of items with 1:1 comparisons and 1:N searches in splits (IJB-A,
@@ -17,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocols import ijba, ijbc, lfw, ytf
+from protocols import bin as insightface_bin
+from protocols import ijba, ijbc, lfw, pairs, ytf
 from protocols._types import (
     Identification,
     PairsProtocol,
@@ -80,6 +83,22 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         load=ijbc.load_ijbc,
         official={"n_templates": 23124, "n_pairs": 15658489},
         detector_scores=True,
+    ),
+    "bin": ProtocolSpec(
+        name="bin",
+        kind="pairs",
+        description="insightface .bin validation sets (lfw, cfp_fp, cfp_ff, agedb_30, calfw,"
+        " cplfw): images + flags, 10 contiguous folds (your --bin FILE)",
+        load=insightface_bin.load,
+        official=insightface_bin.OFFICIAL_PAIRS,
+    ),
+    "pairs": ProtocolSpec(
+        name="pairs",
+        kind="pairs",
+        description="Any benchmark as lines `id1 id2 label` plus an optional fold (your"
+        " --pairs FILE); without folds, 10 contiguous folds",
+        load=pairs.load,
+        official={},
     ),
 }
 

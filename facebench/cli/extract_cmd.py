@@ -14,7 +14,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command("extract")
-@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("root", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
     "--output",
@@ -112,8 +112,10 @@ def extract_command(root: Path, output: Path, **kw: Any) -> None:
     """Extract L2-normalized features (with raw norms) of images under ROOT into a store.
 
     Without --protocol or --list, every image under ROOT (jpg, jpeg, png, bmp; recursive)
-    is extracted. An interrupted run resumes when the same command is run again. Under
-    torchrun the images are split across the processes.
+    is extracted. ROOT may also be an insightface validation set (a .bin file: lfw.bin,
+    cfp_fp.bin, ...): its images are decoded from the file (store ids FILE.bin#<index>).
+    An interrupted run resumes when the same command is run again. Under torchrun the
+    images are split across the processes.
 
     \b
     Example:
@@ -123,6 +125,7 @@ def extract_command(root: Path, output: Path, **kw: Any) -> None:
           --arch iresnet50 --weights backbone.pth --box-margin 0.2 -o ijba.h5
       facebench extract /data/faces --list files.txt --model model.onnx \\
           --image-size 112 112 -o faces.h5
+      facebench extract cfp_fp.bin --arch iresnet50 --weights backbone.pth -o cfp_fp.h5
       torchrun --nproc-per-node 2 -m facebench extract /data/lfw --protocol lfw --model r50.ts \\
           --image-size 112 112 -o lfw.h5
     """

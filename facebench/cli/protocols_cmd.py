@@ -20,8 +20,9 @@ class Expects:
     Attributes
     ----------
     source : str
-        ``"shipped"`` (facebench carries the definition file; ``--pairs`` replaces it) or
-        ``"--protocol-dir"`` (the user's licensed copy).
+        ``"shipped"`` (facebench carries the definition file; ``--pairs`` replaces it),
+        ``"--protocol-dir"`` (the user's licensed copy), or the option that names the
+        user's own definition file (``"--bin FILE"``, ``"--pairs FILE"``).
     files : tuple of str
         The files read: absolute paths of shipped files, paths under the user's folder.
     store_ids : str
@@ -72,6 +73,17 @@ EXPECTS: dict[str, Expects] = {
     ),
     "ijbb": _ijb("ijbb"),
     "ijbc": _ijb("ijbc"),
+    "bin": Expects(
+        source="--bin FILE",
+        files=("<your FILE>.bin  (insightface: lfw, cfp_fp, cfp_ff, agedb_30, calfw, cplfw)",),
+        store_ids="<file name>#<image index> (e.g. cfp_fp.bin#0), as `facebench extract "
+        "FILE.bin` writes",
+    ),
+    "pairs": Expects(
+        source="--pairs FILE",
+        files=("<your pairs file>  (lines: id1 id2 label, optional fold; docs/conventions.md)",),
+        store_ids="the ids your pairs file lists",
+    ),
 }
 
 

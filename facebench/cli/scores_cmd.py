@@ -47,7 +47,15 @@ from protocols import PROTOCOLS
     "--pairs",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Another pairs file in the protocol's format instead of the shipped official one.",
+    help="Another pairs file in the protocol's format instead of the shipped official one;"
+    " --protocol pairs: the generic pairs file (id1 id2 label [fold]).",
+)
+@click.option(
+    "--bin",
+    "bin_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="--protocol bin: the insightface .bin file (lfw.bin, cfp_fp.bin, ...).",
 )
 @click.option(
     "--protocol-dir",
@@ -109,6 +117,7 @@ def scores_command(
     output: Path,
     fmt: str,
     pairs: Path | None,
+    bin_file: Path | None,
     protocol_dir: Path | None,
     split_numbers: tuple[int, ...],
     pooling: str,
@@ -122,18 +131,20 @@ def scores_command(
     """Write every pair's score and label, for checking results with other tools.
 
     The scores are those `facebench verify` computes with the same options, one per pair
-    in protocol order, written with full float64 precision. Pair protocols (lfw, ytf) give
-    the two store ids (ytf: video keys) and the fold of each pair; IJB protocols the two
-    template ids and the split. --format bob writes bob.measure's 4-column file (a genuine
-    pair is `id1 id1 id2 score`, an impostor pair `id1 id2 id2 score`); --format pyeer
+    in protocol order, written with full float64 precision. Pair protocols (lfw, ytf, bin,
+    pairs) give the two store ids (ytf: video keys) and the fold of each pair; IJB
+    protocols the two template ids and the split. --format bob writes bob.measure's
+    4-column file (a genuine pair is `id1 id1 id2 score`, an impostor pair
+    `id1 id2 id2 score`); --format pyeer
     writes BASE.genuine.txt and BASE.impostor.txt (BASE: -o without its suffix) for
-    `geteerinf -g ... -i ...`.
+    `geteerinf -g ... -i ...`. `facebench verify --scores FILE` reads the csv format back.
 
     \b
     Example:
       facebench scores --protocol lfw --features lfw.h5 -o lfw.scores.csv
       facebench scores --protocol lfw --features lfw.h5 -o lfw.bob.txt --format bob
       facebench scores --protocol lfw --features lfw.h5 -o lfw.txt --format pyeer
+      facebench scores --protocol bin --bin cfp_fp.bin --features cfp_fp.h5 -o cfp_fp.csv
       facebench scores --protocol ijbc --protocol-dir /data/IJB_release/IJBC \\
           --features ijbc.h5 -o ijbc.csv
     """
@@ -141,6 +152,7 @@ def scores_command(
 
     options = ScoreOptions(
         pairs=pairs,
+        bin_file=bin_file,
         protocol_dir=protocol_dir,
         splits=split_numbers or None,
         pooling=pooling,

@@ -31,26 +31,119 @@ def _far_list(
     return targets
 
 
+#: Options that say how scores are made from features: meaningless with --scores.
+_SCORING_OPTIONS = {
+    "pairs": "--pairs",
+    "bin_file": "--bin",
+    "protocol_dir": "--protocol-dir",
+    "split_numbers": "--split",
+    "pooling": "--pooling",
+    "flip_fusion": "--flip-fusion",
+    "video_pooling": "--video-pooling",
+    "n_frames": "--n-frames",
+    "allow_skipped": "--allow-skipped",
+    "memory_mib": "--memory-budget",
+    "fpir_targets": "--fpir",
+}
+
+
+def _check_scores_mode(protocol_name: str | None, features: Path | None) -> None:
+    """--scores stands alone: no protocol, no store, no option about making scores."""
+    ctx = click.get_current_context()
+    given = [
+        flag
+        for name, flag in _SCORING_OPTIONS.items()
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    ]
+    if protocol_name is not None:
+        given.insert(0, "--protocol")
+    if features is not None:
+        given.insert(0, "--features")
+    if given:
+        raise FacebenchError(
+            f"Expected --scores FILE alone (its lines give the pairs, labels, folds and"
+            f" scores), but got {', '.join(given)} too; drop them, or drop --scores to score"
+            " a feature store"
+        )
+
+
+def _check_outputs(json_path: Path | None, overwrite: bool) -> None:
+    """Fail before any work, never after."""
+    from facebench.report import scores_path_for
+
+    if json_path is not None:
+        check_writable(json_path, overwrite)
+        check_writable(scores_path_for(json_path), overwrite)
+
+
+def _write_outputs(
+    report: Any, pair_data: dict[str, Any], json_path: Path | None, overwrite: bool
+) -> None:
+    from facebench.report import write_report
+
+    if json_path is not None:
+        written, npz = write_report(report, json_path, pair_data, overwrite=overwrite)
+        click.echo(f"wrote {written} and {npz}", err=True)
+
+
+def _protocol_and_store(protocol_name: str | None, features: Path | None) -> tuple[str, Path]:
+    """Without --scores, both --protocol and an existing --features store are needed."""
+    if protocol_name is None or features is None:
+        missing = [
+            flag
+            for flag, value in (("--protocol NAME", protocol_name), ("--features STORE", features))
+            if value is None
+        ]
+        raise FacebenchError(
+            f"Expected --protocol NAME and --features STORE, or --scores FILE alone, but"
+            f" {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+        )
+    if not features.exists():
+        raise FacebenchError(
+            f"{features}: no such feature store; write one with `facebench import` or"
+            " `facebench extract`"
+        )
+    return protocol_name, features
+
+
 @click.command("verify")
 @click.option(
     "--protocol",
     "protocol_name",
-    required=True,
     type=click.Choice(sorted(PROTOCOLS)),
-    help="The benchmark protocol.",
+    default=None,
+    help="The benchmark protocol (required unless --scores).",
 )
 @click.option(
     "--features",
     "features",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The feature store (HDF5) written by `facebench extract` or `facebench import`.",
+    default=None,
+    help="The feature store (HDF5) written by `facebench extract` or `facebench import`"
+    " (required unless --scores).",
 )
 @click.option(
     "--pairs",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Another pairs file in the protocol's format instead of the shipped official one.",
+    help="Another pairs file in the protocol's format instead of the shipped official one;"
+    " --protocol pairs: the generic pairs file (id1 id2 label [fold]).",
+)
+@click.option(
+    "--bin",
+    "bin_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="--protocol bin: an insightface validation set (lfw.bin, cfp_fp.bin, agedb_30.bin,"
+    " ...), as extracted with `facebench extract FILE.bin`.",
+)
+@click.option(
+    "--scores",
+    "scores_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Evaluate scores another tool computed: lines id1 id2 score label [fold] (no"
+    " --protocol or --features).",
 )
 @click.option(
     "--json",
@@ -145,9 +238,11 @@ def _far_list(
 @click.option("--label", default=None, help="A name for this report (legend of plot-roc).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def verify_command(
-    protocol_name: str,
-    features: Path,
+    protocol_name: str | None,
+    features: Path | None,
     pairs: Path | None,
+    bin_file: Path | None,
+    scores_file: Path | None,
     json_path: Path | None,
     far_targets: tuple[float, ...] | None,
     fpir_targets: tuple[float, ...] | None,
@@ -175,26 +270,40 @@ def verify_command(
       facebench verify --protocol ytf --features ytf.h5 --json ytf.json
       facebench verify --protocol ijba --protocol-dir /data/IJB-A --features ijba.h5 \\
           --json ijba.json
+      facebench verify --protocol bin --bin cfp_fp.bin --features cfp_fp.h5 --compat insightface
+      facebench verify --protocol pairs --pairs my_pairs.txt --features faces.h5
+      facebench verify --scores other_tool.csv --json other.json
     """
-    from facebench.report import scores_path_for, write_report
+    from facebench.evaluate import DEFAULT_FAR_TARGETS, VerifyOptions, definition_file
+    from facebench.tables import render_fold_report
 
-    if json_path is not None:  # fail before any work, never after
-        check_writable(json_path, overwrite)
-        check_writable(scores_path_for(json_path), overwrite)
-    if not features.exists():
-        raise FacebenchError(
-            f"{features}: no such feature store; write one with `facebench import` or"
-            " `facebench extract`"
-        )
-    spec = PROTOCOLS[protocol_name]
     console = Console(file=sys.stdout, width=110)
+    if scores_file is not None:
+        from facebench.external_scores import evaluate_scores
+
+        _check_scores_mode(protocol_name, features)
+        _check_outputs(json_path, overwrite)
+        options = VerifyOptions(
+            far_targets=far_targets or DEFAULT_FAR_TARGETS,
+            tar_rule=tar_rule,
+            compat=compat,
+            label=label,
+        )
+        fold_report, pair_data = evaluate_scores(scores_file, options)
+        render_fold_report(fold_report, console)
+        _write_outputs(fold_report, pair_data, json_path, overwrite)
+        return
+    name, store = _protocol_and_store(protocol_name, features)
+    _check_outputs(json_path, overwrite)
+    spec = PROTOCOLS[name]
+    definition = definition_file(name, pairs, bin_file)
     if spec.kind == "templates":
         from facebench.evaluate_splits import SplitOptions, evaluate_templates
         from facebench.tables import render_split_report
 
         if protocol_dir is None:
             raise FacebenchError(
-                f"--protocol {protocol_name} needs --protocol-dir: the folder of your copy of"
+                f"--protocol {name} needs --protocol-dir: the folder of your copy of"
                 " the protocol files (they are licensed and not shipped)"
             )
         # Detector scores (the landmarks file) only weigh insightface's pooling.
@@ -211,30 +320,26 @@ def verify_command(
             label=label,
         )
         split_report, pair_data = evaluate_templates(
-            protocol, features, split_options, memory_mib=memory_mib
+            protocol, store, split_options, memory_mib=memory_mib
         )
         render_split_report(split_report, console)
-        report: Any = split_report
-    else:
-        from facebench.evaluate import DEFAULT_FAR_TARGETS, VerifyOptions, evaluate_pairs
-        from facebench.tables import render_fold_report
+        _write_outputs(split_report, pair_data, json_path, overwrite)
+        return
+    from facebench.evaluate import evaluate_pairs
 
-        for given, name in ((protocol_dir, "--protocol-dir"), (split_numbers, "--split")):
-            if given:
-                raise FacebenchError(f"{name} is for IJB protocols, not --protocol {protocol_name}")
-        options = VerifyOptions(
-            far_targets=far_targets or DEFAULT_FAR_TARGETS,
-            tar_rule=tar_rule,
-            compat=compat,
-            flip_fusion=flip_fusion,
-            video_pooling=video_pooling,
-            n_frames=n_frames,
-            allow_skipped=allow_skipped,
-            label=label,
-        )
-        fold_report, pair_data = evaluate_pairs(spec.load(pairs), features, options)
-        render_fold_report(fold_report, console)
-        report = fold_report
-    if json_path is not None:
-        written, npz = write_report(report, json_path, pair_data, overwrite=overwrite)
-        click.echo(f"wrote {written} and {npz}", err=True)
+    for given, option in ((protocol_dir, "--protocol-dir"), (split_numbers, "--split")):
+        if given:
+            raise FacebenchError(f"{option} is for IJB protocols, not --protocol {name}")
+    options = VerifyOptions(
+        far_targets=far_targets or DEFAULT_FAR_TARGETS,
+        tar_rule=tar_rule,
+        compat=compat,
+        flip_fusion=flip_fusion,
+        video_pooling=video_pooling,
+        n_frames=n_frames,
+        allow_skipped=allow_skipped,
+        label=label,
+    )
+    fold_report, pair_data = evaluate_pairs(spec.load(definition), store, options)
+    render_fold_report(fold_report, console)
+    _write_outputs(fold_report, pair_data, json_path, overwrite)

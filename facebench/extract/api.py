@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +36,32 @@ class ExtractRequest:
     trust_checkpoint: bool = False
 
 
-def select_items(request: ExtractRequest) -> list[sources.Item]:
-    """(a) the images a protocol needs, (b) a list file's, or (c) every image under root."""
+def select_items(
+    request: ExtractRequest, scratch: contextlib.ExitStack | None = None
+) -> list[sources.Item]:
+    """(a) the images a protocol needs, (b) a list file's, (c) every image under root, or
+    (d) every image of an insightface ``.bin`` given as the root.
+
+    ``scratch`` holds the temporary folder that (d) writes the encoded images to; it must
+    stay open until the extraction ends.
+    """
     if request.protocol and request.list_file:
         raise FacebenchError("Expected --protocol or --list, but got both; choose one")
-    if request.protocol:
+    if sources.is_bin_file(request.root):
+        items = _bin_items(request, scratch)
+    elif request.protocol:
         from protocols import PROTOCOLS
 
         spec = PROTOCOLS[request.protocol]
+        if request.protocol in ("bin", "pairs"):
+            raise FacebenchError(
+                f"Expected --protocol lfw, ytf or an IJB protocol, but got {request.protocol}:"
+                + (
+                    " give the .bin file itself as the source (`facebench extract cfp_fp.bin ...`)"
+                    if request.protocol == "bin"
+                    else " list the ids of your pairs file with --list (paths under ROOT)"
+                )
+            )
         if spec.kind == "templates":
             items = template_items(request.protocol, request.root, request.protocol_dir)
         else:
@@ -59,6 +79,20 @@ def select_items(request: ExtractRequest) -> list[sources.Item]:
     if landmarks is not None or boxes is not None:
         items = sources.attach(items, landmarks=landmarks, boxes=boxes)
     return items
+
+
+def _bin_items(request: ExtractRequest, scratch: contextlib.ExitStack | None) -> list[sources.Item]:
+    """Every image of the .bin, ids ``<file name>#<index>``; no protocol or list applies."""
+    for given, flag in ((request.protocol, "--protocol"), (request.list_file, "--list")):
+        if given:
+            raise FacebenchError(
+                f"Expected no {flag} with a .bin source ({request.root}): every image of the"
+                " file is extracted, and `verify --protocol bin --bin FILE` pairs them"
+            )
+    if scratch is None:
+        raise ValueError("select_items needs `scratch` for a .bin source")
+    folder = scratch.enter_context(tempfile.TemporaryDirectory(prefix="facebench-bin-"))
+    return sources.bin_items(request.root, folder)
 
 
 def template_items(name: str, root: Path, protocol_dir: Path | None) -> list[sources.Item]:
@@ -154,13 +188,26 @@ def extract(
     options: Any,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> StoreInfo | None:
-    """Run ``facebench extract``; returns the store's info on rank 0 (None on others)."""
+    """Run ``facebench extract``; returns the store's info on rank 0 (None on others).
+
+    A ``.bin`` root's images are copied to a temporary folder that is removed at the end.
+    """
+    check_writable(request.output, options.overwrite)  # before any work
+    with contextlib.ExitStack() as scratch:
+        return _extract(request, options, log, select_items(request, scratch))
+
+
+def _extract(
+    request: ExtractRequest,
+    options: Any,
+    log: Callable[[str], None],
+    items: list[sources.Item],
+) -> StoreInfo | None:
+    """The model run over ``items`` (see :func:`extract`)."""
     from facebench.extract.distributed import ranks_from_env, shutdown
     from facebench.extract.runner import resolve_device, run_extraction
     from facebench.models.loaders import load_model
 
-    check_writable(request.output, options.overwrite)  # before any work
-    items = select_items(request)
     if not options.skip_bad:
         sources.check_exist(items)
     ranks, device = ranks_from_env(options.device)

@@ -1,10 +1,12 @@
 """What to extract: the items (store id, image path, optional box and landmarks).
 
-Items come from a folder walk, a list file, or a protocol's item keys. An item's id is its
-path relative to the dataset root with ``/`` separators, which is the feature store's id
-(see :func:`facebench.store.id_problem`). Relative paths from files and protocols are
-checked before any image is touched: no ``..``, ``.`` or empty component, no absolute path,
-no backslash, so an id names exactly one file under the root.
+Items come from a folder walk, a list file, a protocol's item keys, or the images packed in
+an insightface ``.bin`` validation set (:func:`bin_items`). An item's id is its path
+relative to the dataset root with ``/`` separators, which is the feature store's id (see
+:func:`facebench.store.id_problem`); a ``.bin`` image's id is ``<file name>#<index>``.
+Relative paths from files and protocols are checked before any image is touched: no ``..``,
+``.`` or empty component, no absolute path, no backslash, so an id names exactly one file
+under the root.
 
 Side files give per-image geometry in the pixel coordinates of the image as displayed
 (EXIF orientation applied): :func:`read_landmarks` (5 points) and :func:`read_boxes`.
@@ -28,8 +30,10 @@ __all__ = [
     "Item",
     "SourceError",
     "attach",
+    "bin_items",
     "check_exist",
     "folder_items",
+    "is_bin_file",
     "keyed_items",
     "line_of",
     "list_items",
@@ -174,7 +178,7 @@ def _check_root(root: Path) -> None:
     if not root.exists():
         raise SourceError(f"{root}: no such dataset root; check the path")
     if not root.is_dir():
-        raise SourceError(f"{root}: expected the dataset root to be a folder, but it is a file")
+        raise SourceError(f"{root}: Expected the dataset root to be a folder or an insightface .bin file, but it is another file")
 
 
 def folder_items(root: str | os.PathLike[str]) -> list[Item]:
@@ -277,6 +281,50 @@ def keyed_items(
             )
         seen[key] = index
         items.append(Item(key, root / key))
+    return items
+
+
+def is_bin_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a file named ``*.bin`` (any case): an insightface validation set."""
+    path = Path(path)
+    return path.suffix.lower() == ".bin" and path.is_file()
+
+
+def bin_items(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> list[Item]:
+    """The images of an insightface ``.bin`` (:mod:`protocols.bin`), in file order.
+
+    The file is read without running any code from it. Each encoded image is written,
+    byte for byte, to ``folder / <id>`` (``folder`` must exist and outlive the extraction:
+    a temporary folder), so that the images decode with the same decoder, checks and
+    preprocessing as image files; nothing is decoded here.
+
+    Returns
+    -------
+    list of Item
+        ``id`` is ``<file name>#<index>`` (``cfp_fp.bin#0`` ...), the item keys of the
+        ``bin`` protocol; ``path`` the written copy.
+
+    Raises
+    ------
+    BinFormatError
+        The file is not an insightface ``.bin`` (see :func:`protocols.bin.read_bin`).
+    """
+    from protocols.bin import item_key, read_bin
+
+    content = read_bin(Path(path))
+    folder = Path(folder)
+    items = []
+    for index, data in enumerate(content.images):
+        key = item_key(content.path, index)
+        target = folder / key
+        try:
+            target.write_bytes(data)
+        except OSError as err:
+            raise SourceError(
+                f"{target}: cannot write the images of {content.path} to the temporary folder"
+                f" ({err.strerror}); free space there or set TMPDIR to another folder"
+            ) from None
+        items.append(Item(key, target))
     return items
 
 
