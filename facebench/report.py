@@ -12,6 +12,11 @@ report is read from it), ``created``, ``facebench_version``. Non-finite threshol
 written as ``null`` (+inf accepts nothing, -inf accepts everything; ``threshold_inf`` in
 ``conventions`` says which). Beside ``report.json`` verify writes ``report.scores.npz``
 with every pair's ids, score, label and fold.
+
+The two files land together (:func:`write_report`): the per-pair file is renamed into place
+first and the report last, so a report under its final name always goes with the per-pair
+file beside it, and a per-pair file without its report is an interrupted write's leftover
+that the next write replaces without ``--overwrite`` (:func:`check_report_writable`).
 """
 
 from __future__ import annotations
@@ -19,15 +24,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from facebench.errors import ReportError
-from facebench.fileio import atomic_path, check_writable, write_text_atomic
+from facebench.fileio import atomic_paths, check_writable, output_errors
 from facebench.metrics import OperatingPoint
 
 REPORT_SCHEMA_VERSION = 1
@@ -155,28 +162,94 @@ def scores_path_for(report_path: str | Path) -> Path:
     return path.with_name(stem + ".scores.npz")
 
 
+def save_npz(handle: BinaryIO, arrays: Mapping[str, npt.ArrayLike]) -> None:
+    """Write ``arrays`` as ``numpy.savez`` does, but with the same bytes for the same arrays.
+
+    ``numpy.savez`` stamps every member of the zip archive with the time of writing; here
+    every member carries the zip format's earliest date (1980-01-01), so that two reports of
+    the same scores have byte-identical ``.scores.npz`` files. ``numpy.load`` reads them as
+    any ``.npz``.
+    """
+    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o600 << 16  # what numpy.savez's members carry
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=True)
+
+
+def check_report_writable(path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """Check that ``report.json`` and ``report.scores.npz`` may be written; return both.
+
+    The report is refused when it exists, unless ``overwrite``. Its per-pair file is
+    refused when it exists beside an existing report; one without its report is the
+    leftover of an interrupted :func:`write_report` (which renames the per-pair file into
+    place before the report) and is replaced without ``--overwrite``.
+
+    Raises
+    ------
+    OutputExistsError
+        A file that may not be replaced exists.
+    """
+    path = Path(path)
+    npz_path = scores_path_for(path)
+    check_writable(path, overwrite)
+    if path.exists() or not npz_path.exists():
+        check_writable(npz_path, overwrite)
+    return path, npz_path
+
+
 def write_report(
     report: FoldReport | SplitReport,
     path: str | Path,
     pair_data: dict[str, npt.NDArray[Any]],
     overwrite: bool = False,
 ) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.scores.npz`` atomically.
+    """Write ``report.json`` and ``report.scores.npz`` so that they land together.
 
-    Both targets are checked before anything is written; the per-pair file is written
-    first so that a report never points at missing per-pair data.
+    See :func:`write_json_with_scores`.
     """
-    path = Path(path)
-    npz_path = scores_path_for(path)
-    check_writable(path, overwrite)
-    check_writable(npz_path, overwrite)
-    text = to_json(report)
-    with atomic_path(npz_path, overwrite) as tmp:
-        # Straight to the temporary file (renamed into place when complete): the per-pair
-        # arrays (300 MB at IJB-C size) are never held twice.
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **pair_data)  # type: ignore[arg-type]
-    write_text_atomic(path, text, overwrite)
+    return write_json_with_scores(to_json(report), path, pair_data, overwrite)
+
+
+def write_json_with_scores(
+    text: str,
+    path: str | Path,
+    arrays: Mapping[str, npt.ArrayLike],
+    overwrite: bool = False,
+) -> tuple[Path, Path]:
+    """Write the JSON ``text`` to ``path`` and ``arrays`` to its ``.scores.npz``, together.
+
+    Both are written to temporary files and flushed; then an existing report is removed,
+    the per-pair file is renamed into place, and the report last. So a report under its
+    final name always goes with the per-pair file beside it; a kill between the two renames
+    leaves a per-pair file without its report, which the next write replaces (see
+    :func:`check_report_writable`). Both targets are checked before anything is written.
+    Any report and per-array file pair can be written so (``facebench search`` too).
+
+    Returns
+    -------
+    (Path, Path)
+        The report and the per-pair file.
+
+    Raises
+    ------
+    OutputExistsError
+        See :func:`check_report_writable`.
+    OutputWriteError
+        A file cannot be written (disk full, read-only, ...); nothing is renamed and the
+        previous files stay.
+    """
+    path, npz_path = check_report_writable(path, overwrite)
+    replace_npz = overwrite or not path.exists()
+    with atomic_paths([npz_path, path], [replace_npz, overwrite]) as (npz_tmp, json_tmp):
+        with output_errors(npz_path), open(npz_tmp, "wb") as handle:
+            # Straight to the temporary file: the per-pair arrays (300 MB at IJB-C size)
+            # are never held twice.
+            save_npz(handle, arrays)
+        with output_errors(path):
+            json_tmp.write_text(text, encoding="utf-8")
     return path, npz_path
 
 
@@ -193,8 +266,13 @@ def load_report(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ReportError(f"{path}: no such report file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ReportError(f"{path}: cannot read the report ({err})") from None
+    except OSError as err:
+        raise ReportError(f"{path}: cannot read the report ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ReportError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start});"
+            " is this a facebench report?"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

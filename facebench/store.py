@@ -48,15 +48,37 @@ not depend on how rows were batched into write and append calls.
 Validation. Writing validates everything before the file is touched. Opening checks the
 structure (schema version, datasets, dtypes, shapes, unique and well-formed ids); the values
 (finite, unit rows, finite non-negative norms) are checked on every row that is read.
+
+Crash safety and concurrent readers. A store under its final name is always complete: a
+new store is written to a temporary file beside it and renamed into place; an append is
+copy-on-write (the store is copied to a temporary file, the rows are appended to the copy,
+which is flushed and renamed over the store). A reader that opened the store before the
+rename keeps reading the old file (the open file outlives the rename), one that opens it
+afterwards reads the new one: no reader ever sees a half-appended store, and a kill -9 at
+any point of a write leaves the previous store as it was. Appends to stores of one folder
+are serialized by an advisory lock on the folder (``flock``), so that two appenders cannot
+lose each other's rows. HDF5's SWMR mode is not used: it cannot create datasets in SWMR
+mode, readers must opt in, and a writer killed mid-write can still leave a damaged file.
+
+HDF5 crashes the process (SIGSEGV while closing the file) when the operating system
+refuses one of its writes (disk full, ``ulimit -f``). The library therefore writes through
+a Python file object that records the first refused write and accepts the rest
+(:class:`_LatchedFile`); once HDF5 has closed the file, the recorded error is raised (an
+:class:`~facebench.fileio.OutputWriteError`) and the temporary file removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
+import io
 import json
 import math
+import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -68,7 +90,13 @@ import numpy as np
 
 from facebench import __version__
 from facebench.errors import FacebenchError, InputFormatError, MissingItemsError, StoreError
-from facebench.fileio import atomic_path, check_writable, write_error
+from facebench.fileio import (
+    OutputWriteError,
+    atomic_path,
+    check_free_space,
+    check_writable,
+    write_error,
+)
 
 SCHEMA_VERSION: int = 1
 READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
@@ -314,26 +342,106 @@ def block_digests(ids: Sequence[str], rows: Mapping[str, np.ndarray]) -> list[by
     return digests
 
 
-def _content_sha256(digests: Sequence[bytes]) -> str:
+def content_sha256(digests: Sequence[bytes]) -> str:
+    """The store's ``content_sha256``: hex SHA-256 of the concatenated block digests.
+
+    ``digests`` are the blocks' digests in row order (:func:`block_digests` of all rows, or
+    :meth:`FeatureStore.read_block_digests`); ``sha256(b"")`` for an empty store.
+    """
     return hashlib.sha256(b"".join(digests)).hexdigest()
+
+
+_content_sha256 = content_sha256  # the former private name (facebench.inspect uses it)
 
 
 # ----------------------------------------------------------------------------- writing
 
 
 @contextlib.contextmanager
-def _h5_errors(path: object, action: str) -> Iterator[None]:
-    """Turn h5py's exceptions into :class:`StoreError` naming ``path``."""
+def _h5_errors(path: str | os.PathLike[str], action: str) -> Iterator[None]:
+    """Turn h5py's exceptions into :class:`StoreError` naming ``path``.
+
+    An operating-system error while writing (disk full, read-only, ...) becomes an
+    :class:`~facebench.fileio.OutputWriteError` with the errno's meaning and remedy.
+    """
     try:
         yield
     except FacebenchError:
         raise
     except OSError as err:
         if action in ("write", "append to") and err.errno is not None:  # disk full, read-only
-            raise StoreError(write_error(path, err, "the store")) from err
-        raise StoreError(f"{path}: cannot {action} the store ({err})") from err
+            raise OutputWriteError(write_error(path, err, "the store"), err.errno, path) from err
+        reason = err.strerror if err.errno is not None and err.strerror else err
+        raise StoreError(f"{path}: cannot {action} the store ({reason})") from err
     except (KeyError, RuntimeError, UnicodeDecodeError) as err:
         raise StoreError(f"{path}: cannot {action} the store ({err})") from err
+
+
+class _LatchedFile:
+    """A file for h5py's file-object driver that never lets HDF5 see a refused write.
+
+    HDF5 crashes the process while closing a file after the operating system refused one
+    of its writes (ENOSPC, EFBIG). Here the first refused write or truncate is recorded in
+    :attr:`error`, and that call and every later one report success; HDF5 finishes and
+    closes normally, and the caller raises :attr:`error`. The file's content is then
+    garbage: it is a temporary file, removed by :func:`~facebench.fileio.atomic_path`.
+    """
+
+    def __init__(self, raw: io.FileIO) -> None:
+        self._raw = raw
+        self.error: OSError | None = None
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        return self._raw.readinto(buffer) or 0
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size) or b""
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        if self.error is None:
+            try:
+                view = memoryview(data).cast("B")
+                while view:  # a raw write may be partial
+                    written = self._raw.write(view)
+                    if not written:
+                        raise OSError(errno.EIO, "the file accepted no bytes")
+                    view = view[written:]
+            except OSError as err:
+                self.error = err
+        return size
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._raw.truncate(size)
+            except OSError as err:
+                self.error = err
+        return self._raw.tell() if size is None else size
+
+    def flush(self) -> None:
+        return None  # unbuffered: every write went to the operating system
+
+
+@contextlib.contextmanager
+def _hdf5_file(path: Path, mode: str) -> Iterator[h5py.File]:
+    """Open ``path`` for writing (``"w"``, ``"r+"``) through a :class:`_LatchedFile`.
+
+    Raises the first write error the operating system reported, once HDF5 has closed the
+    file (an OSError; callers turn it into :class:`~facebench.fileio.OutputWriteError`).
+    """
+    with open(path, "r+b" if mode == "r+" else "w+b", buffering=0) as raw:
+        latched = _LatchedFile(raw)
+        with h5py.File(latched, mode) as handle:
+            yield handle
+        if latched.error is not None:
+            raise latched.error
 
 
 def _growable(
@@ -447,7 +555,7 @@ def create_store(
     skipped_list = _prepare_skipped(skipped, id_list)
     digests = block_digests(id_list, rows)
     with atomic_path(target, overwrite) as tmp, _h5_errors(target, "write"):
-        with h5py.File(tmp, "w") as handle:
+        with _hdf5_file(tmp, "w") as handle:
             _growable(handle, "ids", np.array(id_list, dtype=object), None)
             for name, values in rows.items():
                 _growable(handle, name, values, compression)
@@ -468,9 +576,31 @@ def create_store(
             handle.attrs["preprocessing"] = preprocessing_json
             handle.attrs["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             handle.attrs["facebench_version"] = __version__
-            handle.attrs["content_sha256"] = _content_sha256(digests)
+            handle.attrs["content_sha256"] = content_sha256(digests)
             info = _read_info(handle, str(target))
     return info
+
+
+@contextlib.contextmanager
+def _appenders_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on the folder of ``target``.
+
+    Appends are copy-on-write: two appenders copying the same store would each rename their
+    own copy into place, and one's rows would be lost. The lock serializes them. It is taken
+    on the folder, so no lock file is left beside the store; readers take no lock. Where
+    the folder cannot be locked (a file system without ``flock``), appends go unlocked.
+    """
+    try:
+        descriptor = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def append_to_store(
@@ -483,22 +613,67 @@ def append_to_store(
     norms_flip: np.ndarray | None = None,
     metadata: Mapping[str, np.ndarray] | None = None,
 ) -> StoreInfo:
-    """Append rows to an existing store in place and update its content checksum.
+    """Append rows to an existing store and update its content checksum (copy-on-write).
 
     The new rows follow the rules of :func:`create_store` and must match the store: same D,
     flips present exactly when the store has them, the same metadata keys and kinds, and ids
-    not already in the store. Everything is checked before the file is modified; should a
-    write fail midway, the datasets are shrunk back to their previous length.
+    not already in the store. Everything is checked before anything is written. The store
+    is then copied to a temporary file beside it, the rows are appended to the copy, and the
+    copy is flushed and renamed over the store: readers that have the store open keep
+    reading the old file, later ones read the new one, and an error or a kill at any point
+    leaves the store as it was. An append therefore copies the whole file (and needs the
+    free space for it): gather rows and append them in few calls. Appends to stores of one
+    folder are serialized by a lock on the folder.
 
     Raises
     ------
     StoreError
         The store is invalid or the rows do not fit it.
+    OutputWriteError
+        The copy cannot be written (disk full, read-only, ...); the store is unchanged.
     """
-    with FeatureStore.open(path) as store:
-        info = store.info
-        known = store._index
-        meta_kinds = {key: store._meta_dataset(key).dtype for key in info.metadata_keys}
+    target = Path(path)
+    with _appenders_lock(target):
+        with FeatureStore.open(target) as store:
+            info = store.info
+            known = store._index
+            meta_kinds = {key: store._meta_dataset(key).dtype for key in info.metadata_keys}
+        id_list, rows, meta = _check_append(
+            target,
+            info,
+            known,
+            meta_kinds,
+            ids,
+            features,
+            norms,
+            features_flip,
+            norms_flip,
+            metadata,
+        )
+        new_bytes = sum(a.nbytes for a in (*rows.values(), *meta.values()))
+        check_free_space(target, target.stat().st_size + new_bytes + (1 << 20))
+        with atomic_path(target, overwrite=True) as tmp, _h5_errors(target, "append to"):
+            shutil.copyfile(target, tmp)
+            shutil.copymode(target, tmp)
+            with _hdf5_file(tmp, "r+") as handle:
+                _append_rows(handle, info, id_list, rows, meta)
+                appended = _read_info(handle, str(target))
+    return appended
+
+
+def _check_append(
+    path: Path,
+    info: StoreInfo,
+    known: Mapping[str, int],
+    meta_kinds: Mapping[str, np.dtype[Any]],
+    ids: Sequence[str],
+    features: np.ndarray,
+    norms: np.ndarray,
+    features_flip: np.ndarray | None,
+    norms_flip: np.ndarray | None,
+    metadata: Mapping[str, np.ndarray] | None,
+) -> tuple[list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Validate rows to append to the store ``info``; return ids, rows and metadata."""
     if (features_flip is not None) != info.has_flip:
         raise StoreError(
             f"{path}: Expected {'mirrored' if info.has_flip else 'no mirrored'} features to"
@@ -530,37 +705,38 @@ def append_to_store(
                 f"{path}: Expected metadata {key!r} values that fit dtype"
                 f" {'str' if is_str else stored}, but got {values.dtype}"
             )
-    with _h5_errors(path, "append to"), h5py.File(path, "r+") as handle:
-        n_old, start = info.n_items, info.n_items // BLOCK_ROWS * BLOCK_ROWS
-        # Only the last, partial block and the new rows need hashing.
-        tail_ids = [*handle["ids"].asstr()[start:].tolist(), *id_list]
-        tail = {name: np.concatenate([handle[name][start:], new]) for name, new in rows.items()}
-        old_digests = np.asarray(handle["_block_sha256"][...])
-        digests = np.concatenate(
-            [old_digests[: start // BLOCK_ROWS], _digest_array(block_digests(tail_ids, tail))]
-        )
-        columns = [(handle["ids"], np.array(id_list, dtype=object))]
-        columns += [(handle[name], new) for name, new in rows.items()]
-        columns += [
-            (handle["meta"][key], new.astype(object) if new.dtype.kind == "U" else new)
-            for key, new in meta.items()
-        ]
-        columns.append((handle["_block_sha256"], digests[len(old_digests) :]))
-        try:
-            for dataset, new in columns:
-                old_rows = dataset.shape[0]
-                dataset.resize(old_rows + len(new), axis=0)
-                dataset[old_rows:] = new
-            handle["_block_sha256"][: len(old_digests)] = digests[: len(old_digests)]
-            handle.attrs["content_sha256"] = hashlib.sha256(digests.tobytes()).hexdigest()
-        except BaseException:  # leave the store as it was
-            for dataset, _ in columns[:-1]:
-                dataset.resize(n_old, axis=0)
-            handle["_block_sha256"].resize(len(old_digests), axis=0)
-            handle["_block_sha256"][...] = old_digests
-            handle.attrs["content_sha256"] = info.content_sha256
-            raise
-        return _read_info(handle, str(path))
+    return id_list, rows, meta
+
+
+def _append_rows(
+    handle: h5py.File,
+    info: StoreInfo,
+    id_list: list[str],
+    rows: Mapping[str, np.ndarray],
+    meta: Mapping[str, np.ndarray],
+) -> None:
+    """Append validated rows to an open store (the temporary copy) and its checksum."""
+    start = info.n_items // BLOCK_ROWS * BLOCK_ROWS
+    # Only the last, partial block and the new rows need hashing.
+    tail_ids = [*handle["ids"].asstr()[start:].tolist(), *id_list]
+    tail = {name: np.concatenate([handle[name][start:], new]) for name, new in rows.items()}
+    old_digests = np.asarray(handle["_block_sha256"][...])
+    digests = np.concatenate(
+        [old_digests[: start // BLOCK_ROWS], _digest_array(block_digests(tail_ids, tail))]
+    )
+    columns = [(handle["ids"], np.array(id_list, dtype=object))]
+    columns += [(handle[name], new) for name, new in rows.items()]
+    columns += [
+        (handle["meta"][key], new.astype(object) if new.dtype.kind == "U" else new)
+        for key, new in meta.items()
+    ]
+    columns.append((handle["_block_sha256"], digests[len(old_digests) :]))
+    for dataset, new in columns:
+        old_rows = dataset.shape[0]
+        dataset.resize(old_rows + len(new), axis=0)
+        dataset[old_rows:] = new
+    handle["_block_sha256"][: len(old_digests)] = digests[: len(old_digests)]
+    handle.attrs["content_sha256"] = hashlib.sha256(digests.tobytes()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- reading
@@ -750,6 +926,8 @@ class FeatureStore:
                 " create the store with `facebench import` or `facebench extract`"
             )
         with _h5_errors(target, "open"):
+            with open(target, "rb"):  # an unreadable file says why (h5py would say "not HDF5")
+                pass
             if not h5py.is_hdf5(target):
                 raise StoreError(
                     f"{target}: Expected an HDF5 feature store, but the file is not HDF5;"
@@ -852,6 +1030,51 @@ class FeatureStore:
     def read_ids(self, ids: Sequence[str], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Features and norms of ``ids``, in the order given (see :meth:`index_of`)."""
         return self.read_rows(self.index_of(ids), flip=flip)
+
+    def read_norms(self, start: int = 0, stop: int | None = None, flip: bool = False) -> np.ndarray:
+        """Raw norms float32 of rows ``start`` to ``stop - 1`` (``stop`` None: to the end).
+
+        Reads the norms alone (no features); each is checked finite and >= 0.
+
+        Raises
+        ------
+        StoreError
+            Bounds outside [0, N], no flips for ``flip``, or a damaged norm (named by row
+            and id).
+        """
+        n_items = self.info.n_items
+        stop = n_items if stop is None else stop
+        if not (0 <= start <= stop <= n_items):
+            raise StoreError(
+                f"{self.info.path}: Expected 0 <= start <= stop <= {n_items}, but got start"
+                f" {start} and stop {stop}"
+            )
+        name = self._names(flip)[1]
+        with _h5_errors(self.info.path, "read"):
+            norms = np.asarray(self._handle[name][start:stop], dtype=np.float32)
+        bad = np.flatnonzero(~(np.isfinite(norms) & (norms >= 0)))
+        if bad.size:
+            row = start + int(bad[0])
+            raise StoreError(
+                f"{self.info.path}: {name} row {row} (id {self.ids[row]!r}): Expected a finite"
+                f" raw norm >= 0, but got {norms[bad[0]]}; the store is damaged or was not"
+                " written by facebench, re-create it"
+            )
+        return norms
+
+    def read_block_digests(self) -> list[bytes]:
+        """The recorded digest of each block of ``BLOCK_ROWS`` rows (``_block_sha256``).
+
+        ``content_sha256(store.read_block_digests())`` equals ``store.info.content_sha256``
+        for a store written by facebench; to verify the rows themselves, recompute the
+        digests with :func:`block_digests` from what :meth:`read_rows` returns.
+        """
+        if not self._handle:
+            raise StoreError(f"{self.info.path}: the store is closed; open it again")
+        with _h5_errors(self.info.path, "read"):
+            data = np.ascontiguousarray(self._handle["_block_sha256"][...]).tobytes()
+        # Not bytes(element): numpy strips the trailing NUL bytes of an S32 element.
+        return [data[at : at + _DIGEST.itemsize] for at in range(0, len(data), _DIGEST.itemsize)]
 
     def skipped(self) -> dict[str, str]:
         """The items extraction skipped (``--skip-bad``): id -> reason (empty when none)."""

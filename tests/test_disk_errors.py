@@ -242,14 +242,6 @@ main()
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="facebench/store.py create_store writes HDF5 straight to disk: when the disk"
-    " refuses a write (here EFBIG from ulimit -f; ENOSPC alike), HDF5 crashes the process"
-    " with SIGSEGV while closing the file (h5py 3.16, exit -11, temporary file left). Build"
-    " the file in memory (h5py.File(io.BytesIO(), 'w')) and write its bytes inside"
-    " atomic_path, or at least check the free space first (facebench.fileio.check_free_space)",
-)
 def test_import_real_write_error_from_the_kernel(
     tmp_path: Path,
 ) -> None:
@@ -556,13 +548,6 @@ def test_train_checkpoint_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.Mon
     assert out.read_bytes() == b"the previous checkpoint" and leftovers(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="facebench/train/loop.py save_checkpoint: on a full disk torch.save raises"
-    " RuntimeError ('[enforce fail at inline_container.cc:672] . unexpected pos ...', seen"
-    " under ulimit -f), not OSError, so it escapes as a traceback (exit 1); save into a"
-    " BytesIO and write its bytes to the temporary file, so the OSError reaches atomic_path",
-)
 def test_train_checkpoint_when_torch_save_fails_as_torch_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,13 @@ batches inside a chunk do not depend on what was done before, the result is iden
 an uninterrupted run's. When every chunk is there, the chunks are assembled into the store
 (written atomically, validated) and the folder is removed.
 
+Killed at any point (kill -9), a run leaves only complete files under final names: the
+finished chunks, ``job.json``, and the store once it was renamed into place. Temporary
+files of killed writers are removed by the next run
+(:func:`facebench.fileio.remove_stale_temporaries`), and the folder is removed by renaming
+it to a hidden ``.<name>.<host>-<pid>.removing`` first, so that a kill while deleting never
+leaves a half-emptied work folder under its name (the next run deletes such a leftover).
+
 Under torchrun every rank writes its chunks (``c % world_size == rank``) into the same
 folder; on a shared file system rank 0 assembles them. Without one, copy the chunk files
 of every rank into one folder and run ``facebench merge <folder> -o <store>``.
@@ -46,6 +53,9 @@ from facebench.fileio import (
     atomic_path,
     check_free_space,
     check_writable,
+    process_tag,
+    remove_stale_temporaries,
+    tag_is_stale,
     write_error,
     write_text_atomic,
 )
@@ -129,26 +139,66 @@ def prepare_parts(parts: Path, job: Job, *, discard_other: bool) -> set[int]:
                     " discard it"
                 )
             _remove_folder(parts, "discard the other run's work folder")
+    _remove_stale_trash(parts)
     try:
         parts.mkdir(parents=True, exist_ok=True)
-        for stale in parts.glob(".chunk-*.tmp"):  # a temporary file of a killed run
-            stale.unlink(missing_ok=True)
     except OSError as err:
         raise OutputWriteError(
             write_error(parts, err, "the extraction's work folder"), err.errno, parts
         ) from err
+    # Temporary files of killed runs (a chunk or job.json being written); those of a live
+    # process, another rank's, are kept.
+    remove_stale_temporaries(parts)
     if not path.exists():
         write_text_atomic(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return finished_chunks(parts, job.n_chunks)
 
 
+def _trash_name(folder: Path) -> Path:
+    """Where ``folder`` goes before it is deleted: ``.<name>.<host>-<pid>.removing``."""
+    return folder.with_name(f".{folder.name}.{process_tag()}.removing")
+
+
+def _remove_stale_trash(folder: Path) -> None:
+    """Delete what killed runs left of ``folder`` while removing it (see :func:`_discard`)."""
+    pattern = re.compile(rf"\.{re.escape(folder.name)}\.(?P<tag>[A-Za-z0-9-]+-\d+)\.removing")
+    try:
+        entries = list(folder.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and tag_is_stale(match["tag"]):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _discard(folder: Path) -> Path:
+    """Remove ``folder`` whole: rename it away (one atomic step), then delete it.
+
+    A kill while deleting thus never leaves a half-emptied folder under its name, only a
+    hidden ``.<name>.<host>-<pid>.removing`` folder that the next run deletes. Returns the
+    folder to delete by hand when the deletion fails (OSError).
+    """
+    trash = _trash_name(folder)
+    try:
+        os.replace(folder, trash)
+    except OSError:
+        trash = folder  # cannot rename: delete in place
+    try:
+        shutil.rmtree(trash)
+    except OSError as err:
+        err.filename = str(trash)
+        raise
+    return trash
+
+
 def _remove_folder(folder: Path, what: str) -> None:
     try:
-        shutil.rmtree(folder)
+        _discard(folder)
     except OSError as err:
         raise OutputWriteError(
             f"{folder}: cannot {what}: {os.strerror(err.errno) if err.errno else err}; delete"
-            " it by hand",
+            f" {err.filename or folder} by hand",
             err.errno,
             folder,
         ) from err
@@ -207,7 +257,8 @@ def write_chunk(
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     try:
-        with atomic_path(chunk_path(parts, chunk), overwrite=True) as tmp:
+        # prepare_parts cleaned the folder of killed writers' files once for the run
+        with atomic_path(chunk_path(parts, chunk), overwrite=True, clean_stale=False) as tmp:
             tmp.write_bytes(buffer.getbuffer())
     except OutputWriteError as err:
         raise OutputWriteError(
@@ -240,9 +291,19 @@ def read_manifest(parts: Path) -> dict[str, Any]:
     path = parts / "job.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except FileNotFoundError:
         raise JournalError(
-            f"{parts}: Expected an extraction work folder with job.json, but got {err}"
+            f"{parts}: Expected an extraction work folder with job.json, but it has none;"
+            " give the OUT.h5.parts folder of an extraction (job.json and chunk-*.npz)"
+        ) from None
+    except OSError as err:
+        raise JournalError(
+            f"{path}: cannot read the manifest ({err.strerror or err}); check its permissions"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise JournalError(
+            f"{path}: Expected the JSON manifest of an extraction, but got {err}; the work"
+            " folder is damaged: delete it and extract again"
         ) from None
     problems = [] if isinstance(manifest, dict) else [f"a {type(manifest).__name__}"]
     for key, kind in _MANIFEST_TYPES.items() if not problems else ():
@@ -283,6 +344,12 @@ def _read_chunk(path: Path, flip: bool) -> _Chunk:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
+    except OSError as err:
+        if err.errno is None:  # numpy's own OSError: not an array file
+            raise damaged(f"{type(err).__name__}: {err}") from None
+        raise JournalError(
+            f"{path}: cannot read the chunk ({err.strerror or err}); check its permissions"
+        ) from None
     except Exception as err:  # zipfile, zlib, tokenize, numpy, MemoryError (a huge shape): all
         # are a damaged file's, and the same remedy holds
         raise damaged(f"{type(err).__name__}: {err}") from None
@@ -336,11 +403,12 @@ def assemble(
     """
     parts, output = Path(parts), Path(output)
     check_writable(output, overwrite)
+    _remove_stale_trash(parts)
     manifest = read_manifest(parts)
     n_chunks = -(-manifest["n_items"] // manifest["chunk_size"])
     finished = finished_chunks(parts, n_chunks)
     if len(finished) < n_chunks:  # the first missing ones, without listing 10**18 numbers
-        missing = itertools.islice((c for c in itertools.count() if c not in finished), 5)
+        missing = itertools.islice((c for c in range(n_chunks) if c not in finished), 5)
         raise JournalError(
             f"{parts}: {n_chunks - len(finished)} of {n_chunks} chunks are not finished (first:"
             f" {', '.join(map(str, missing))}); run the extraction again to finish them"
@@ -406,10 +474,11 @@ def assemble(
         ) from err
     if remove_parts:
         try:
-            shutil.rmtree(parts)
+            _discard(parts)
         except OSError as err:
+            where = parts if err.filename in (None, str(parts)) else f"{parts} (now {err.filename})"
             log(
-                f"facebench: wrote {output}, but could not remove the work folder {parts}"
+                f"facebench: wrote {output}, but could not remove the work folder {where}"
                 f" ({os.strerror(err.errno) if err.errno else err}); delete it by hand"
             )
     return info

@@ -15,6 +15,7 @@ CUDA kernels have none). The caller's random state is left as it was.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import sys
 import time
@@ -423,13 +424,23 @@ def _epoch(
 def save_checkpoint(path: str | Path, result: TrainResult, *, overwrite: bool = False) -> Path:
     """Write ``result.checkpoint()`` with ``torch.save``, atomically.
 
+    The checkpoint is serialized into memory first, then its bytes are written: torch's
+    own file writer reports a full disk as a ``RuntimeError``, Python's file writes as an
+    ``OSError`` that becomes one clear :class:`~facebench.fileio.OutputWriteError`. In
+    memory the archive is also named the same for every output file (torch names it after
+    the file), so equal checkpoints are equal byte for byte.
+
     Raises
     ------
     facebench.errors.OutputExistsError
         ``path`` exists and ``overwrite`` is false.
+    facebench.fileio.OutputWriteError
+        The file cannot be written (disk full, read-only, ...); a previous file stays.
     """
     with atomic_path(path, overwrite) as tmp:
-        torch.save(result.checkpoint(), tmp)
+        buffer = io.BytesIO()
+        torch.save(result.checkpoint(), buffer)
+        tmp.write_bytes(buffer.getbuffer())
     return Path(path)
 
 
