@@ -139,7 +139,7 @@ def run(meta: Path, store: Path, out: Path, timer: Any) -> dict[str, Any]:
     """The whole script, timing each step through ``timer(stage)`` (its imports are made
     first, untimed, as the script makes them at its top)."""
     import h5py  # noqa: F401
-    import sklearn.metrics  # noqa: F401
+    import sklearn.metrics
     import sklearn.preprocessing  # noqa: F401
 
     timer("imports")

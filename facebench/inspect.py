@@ -27,7 +27,8 @@ import numpy.typing as npt
 from facebench import store as store_module
 from facebench.errors import FacebenchError, InputFormatError
 from facebench.report import jsonable, load_report
-from facebench.store import FeatureStore, _content_sha256, block_digests
+from facebench.store import FeatureStore, block_digests
+from facebench.store import content_sha256 as recompute_content_sha256
 
 __all__ = [
     "INSPECT_KINDS",
@@ -289,7 +290,7 @@ def inspect_store(path: str | Path, *, check: bool = False) -> StoreSummary:
     }
     result = None
     if check:
-        computed = _content_sha256(digests)
+        computed = recompute_content_sha256(digests)
         result = ChecksumCheck(
             recorded=info.content_sha256,
             computed=computed,

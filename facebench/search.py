@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import numpy.typing as npt
 
 from facebench import __version__
 from facebench.errors import FacebenchError, InputFormatError, MissingItemsError, located
-from facebench.fileio import atomic_path, check_writable, file_sha256, write_text_atomic
+from facebench.fileio import file_sha256
 from facebench.metrics.exact_dot import Scorer
 from facebench.metrics.identification import (
     TPIR_RULES,
@@ -55,7 +54,7 @@ from facebench.metrics.search_engine import (
     search_shard,
     shard_rows,
 )
-from facebench.report import REPORT_SCHEMA_VERSION, jsonable, scores_path_for
+from facebench.report import REPORT_SCHEMA_VERSION, jsonable, write_json_with_scores
 from facebench.store import FeatureStore
 
 #: The metadata key that holds each item's subject when no labels file is given.
@@ -682,24 +681,13 @@ def _report(
 
 
 def write_search(run: SearchRun, path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write ``path`` (the JSON report) and ``path``'s ``.scores.npz`` (per-probe arrays).
-
-    Both targets are checked first; the arrays are written before the report, each
-    atomically, so a report never points at missing arrays.
-    """
+    """Write ``path`` (the JSON report) and ``path``'s ``.scores.npz`` (per-probe arrays)
+    as a pair (:func:`facebench.report.write_json_with_scores`): both checked first, both
+    written to temporary files, the arrays renamed into place before the report."""
     import json
 
-    target = Path(path)
-    npz_path = scores_path_for(target)
-    check_writable(target, overwrite)
-    check_writable(npz_path, overwrite)
     text = json.dumps(run.report.to_dict(), indent=2, allow_nan=False) + "\n"
-    buffer = io.BytesIO()
-    np.savez(buffer, **run.per_probe)  # type: ignore[arg-type]
-    with atomic_path(npz_path, overwrite) as tmp:
-        tmp.write_bytes(buffer.getvalue())
-    write_text_atomic(target, text, overwrite)
-    return target, npz_path
+    return write_json_with_scores(text, path, run.per_probe, overwrite)
 
 
 __all__: Sequence[str] = (

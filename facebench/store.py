@@ -351,9 +351,6 @@ def content_sha256(digests: Sequence[bytes]) -> str:
     return hashlib.sha256(b"".join(digests)).hexdigest()
 
 
-_content_sha256 = content_sha256  # the former private name (facebench.inspect uses it)
-
-
 # ----------------------------------------------------------------------------- writing
 
 

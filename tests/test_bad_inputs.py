@@ -200,12 +200,7 @@ CASES = [
     if damage != "utf16" or spec.text
 ]
 #: Cases that fail today, each pinned by a strict xfail naming the module to fix.
-KNOWN_GAPS = {
-    ("torchscript", "permission-denied"): "facebench/models/loaders.py"
-    " _check_torchscript_archive asks zipfile.is_zipfile, which answers False when the file"
-    " cannot be read, so the error says 'not TorchScript (not a zip archive ...)'; open the"
-    " file first and report 'cannot read the model file (Permission denied)'",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def truncated(data: bytes) -> bytes:
@@ -312,16 +307,7 @@ def test_a_report_of_another_schema_version_or_not_a_report(scratch: Path) -> No
     "damage",
     [
         "missing",
-        pytest.param(
-            "truncated",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="facebench/compare/reports.py _load_units catches only OSError and"
-                " ValueError around np.load: a truncated .scores.npz raises"
-                " zipfile.BadZipFile (exit 1, traceback); catch Exception there as"
-                " store.read_array does and raise ReportError naming the file",
-            ),
-        ),
+        "truncated",
         "another-report",
     ],
 )
@@ -380,17 +366,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
         "expected an output suffix in .png, .pdf, .svg",
     ),
 }
-_VERIFY_CMD = pytest.mark.xfail(
-    strict=True,
-    reason="facebench/cli/verify_cmd.py refuses --split for pair protocols but accepts --fpir"
-    " (1:N only) silently; refuse it the same way",
-)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [pytest.param(c, marks=_VERIFY_CMD) if c == "verify-fpir-for-lfw" else c for c in OPTIONS],
-)
+@pytest.mark.parametrize("case", list(OPTIONS))
 def test_a_bad_option_is_one_clear_error(world: Path, tmp_path: Path, case: str) -> None:
     args, phrase = OPTIONS[case]
     result = invoke([a.format(w=world, o=tmp_path) for a in args])

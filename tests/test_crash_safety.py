@@ -369,14 +369,6 @@ VERIFY_KILLS = [
         leaves="r.scores.npz",
     ),
 ]
-#: The re-run after this kill needs a change outside the modules this file tests.
-_NEEDS_VERIFY_CMD = pytest.mark.xfail(
-    strict=True,
-    reason="facebench/cli/verify_cmd.py checks `check_writable` on the .scores.npz itself,"
-    " so the re-run after this kill needs --overwrite; call"
-    " facebench.report.check_report_writable instead (a .scores.npz without its report is"
-    " an interrupted write's leftover, which write_report replaces)",
-)
 
 
 @pytest.fixture(scope="module")
@@ -410,10 +402,7 @@ def report_content(path: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "kill",
-    [
-        pytest.param(kill, marks=_NEEDS_VERIFY_CMD) if kill.name == "npz-renamed-json-not" else kill
-        for kill in VERIFY_KILLS
-    ],
+    VERIFY_KILLS,
     ids=[f"kill-{i + 1}-of-{len(VERIFY_KILLS)}-{k.name}" for i, k in enumerate(VERIFY_KILLS)],
 )
 def test_verify_report_survives_kill_9(

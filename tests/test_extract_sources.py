@@ -72,7 +72,7 @@ def test_folder_errors(tmp_path: Path):
     assert all(suffix in str(info.value) for suffix in IMAGE_SUFFIXES)
     with raises_at(f"{tmp_path / 'nope'}: no such dataset root"):
         folder_items(tmp_path / "nope")
-    with pytest.raises(SourceError, match="or an insightface .bin file, but it is another file"):
+    with pytest.raises(SourceError, match=r"or an insightface \.bin file, but it is another file"):
         folder_items(tmp_path / "empty" / "readme.txt")
     touch(tmp_path, "bad/a\\b.jpg")
     with pytest.raises(SourceError, match="backslash"):

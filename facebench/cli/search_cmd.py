@@ -11,7 +11,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from facebench.fileio import check_writable
 from facebench.metrics.identification import TPIR_RULES
 
 
@@ -168,12 +167,11 @@ def search_command(
       torchrun --nproc-per-node 2 -m facebench search --gallery g.h5 --probes p.h5 \\
           --json search.json
     """
-    from facebench.report import scores_path_for
+    from facebench.report import check_report_writable
     from facebench.search import SearchOptions, run_search, write_search
 
     if json_path is not None:  # fail before any work, never after
-        check_writable(json_path, overwrite)
-        check_writable(scores_path_for(json_path), overwrite)
+        check_report_writable(json_path, overwrite)
     options = SearchOptions(
         top_k=top_k,
         chunk_size=chunk_size,

@@ -10,7 +10,6 @@ import click
 from rich.console import Console
 
 from facebench.errors import FacebenchError
-from facebench.fileio import check_writable
 from facebench.fusion import FLIP_FUSIONS
 from facebench.metrics import TAR_RULES
 from facebench.metrics.compat import COMPAT_KFOLD
@@ -69,11 +68,11 @@ def _check_scores_mode(protocol_name: str | None, features: Path | None) -> None
 
 def _check_outputs(json_path: Path | None, overwrite: bool) -> None:
     """Fail before any work, never after."""
-    from facebench.report import scores_path_for
+    from facebench.report import check_report_writable
 
     if json_path is not None:
-        check_writable(json_path, overwrite)
-        check_writable(scores_path_for(json_path), overwrite)
+        # A .scores.npz without its report is an interrupted write's leftover: replaced.
+        check_report_writable(json_path, overwrite)
 
 
 def _write_outputs(
@@ -327,7 +326,12 @@ def verify_command(
         return
     from facebench.evaluate import evaluate_pairs
 
-    for given, option in ((protocol_dir, "--protocol-dir"), (split_numbers, "--split")):
+    for given, option in (
+        (protocol_dir, "--protocol-dir"),
+        (split_numbers, "--split"),
+        (fpir_targets, "--fpir"),
+        (memory_mib, "--memory-budget"),
+    ):
         if given:
             raise FacebenchError(f"{option} is for IJB protocols, not --protocol {name}")
     options = VerifyOptions(

@@ -95,8 +95,11 @@ def _load_units(path: Path, kind: str) -> dict[str, Any]:
     try:
         with np.load(npz, allow_pickle=False) as handle:
             data = {k: handle[k] for k in handle.files}
-    except (OSError, ValueError) as err:
-        raise ReportError(f"{npz}: cannot read the per-pair scores ({err})") from None
+    except Exception as err:  # a damaged zip raises BadZipFile, EOFError, ... too
+        raise ReportError(
+            f"{npz}: cannot read the per-pair scores ({type(err).__name__}: {err}); write it"
+            " again with `facebench verify ... --json`"
+        ) from None
     if kind == "fold":
         needed = [*FOLD_UNITS, "score"]
     else:

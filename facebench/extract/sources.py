@@ -178,7 +178,10 @@ def _check_root(root: Path) -> None:
     if not root.exists():
         raise SourceError(f"{root}: no such dataset root; check the path")
     if not root.is_dir():
-        raise SourceError(f"{root}: Expected the dataset root to be a folder or an insightface .bin file, but it is another file")
+        raise SourceError(
+            f"{root}: Expected the dataset root to be a folder or an insightface .bin file,"
+            " but it is another file"
+        )
 
 
 def folder_items(root: str | os.PathLike[str]) -> list[Item]:

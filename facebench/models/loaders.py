@@ -415,6 +415,11 @@ def _check_torchscript_archive(path: Path) -> None:
         f"for a state_dict use --arch NAME --weights FILE ({_known_architectures()}); for a "
         "whole model, save it with torch.jit.save or export it to ONNX"
     )
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read the model file ({err.strerror or err})") from None
     if not zipfile.is_zipfile(path):
         raise ModelError(
             f"{path}: this is not TorchScript (not a zip archive as torch.jit.save writes); {hint}"
