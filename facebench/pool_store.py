@@ -146,27 +146,50 @@ def _add_unit(
     plan: _Plan,
     u: int,
     first: int,
-    streams: list[tuple[npt.NDArray[np.floating[Any]], FloatArray | None]],
+    streams: list[tuple[FloatArray, FloatArray | None]],
 ) -> None:
-    """Add unit ``u``'s weighted rows to ``out``; row ``first`` of the read is position
-    ``first`` of the streams' arrays' first row."""
+    """Add unit ``u``'s weighted rows to ``out``; row 0 of the streams' float64 arrays is
+    needed position ``first``."""
     a, b = int(plan.unit_bounds[u]), int(plan.unit_bounds[u + 1])
     if a == b:
         return
     from scipy.sparse import csr_matrix  # 0.2 s to import: only when pooling
 
     template = plan.template[a:b]
-    local = plan.position[a:b] - first
+    unit_first = u * UNIT_ROWS - first  # the unit's first row in the streams' arrays
+    local = plan.position[a:b] - (first + unit_first)
     starts = np.flatnonzero(template[1:] != template[:-1]) + 1
     touched = template[np.concatenate(([0], starts))]
     indptr = np.concatenate(([0], starts, [b - a]))
     n_rows = int(local.max()) + 1
     for vectors, factor in streams:
-        weight = plan.weight[a:b] if factor is None else plan.weight[a:b] * factor[local]
-        # Row k of the product is sum_i weight_i * vectors[local_i] over the entries of the
+        rows = vectors[unit_first : unit_first + n_rows]  # float64, C order: no copy below
+        weight = (
+            plan.weight[a:b] if factor is None else plan.weight[a:b] * factor[local + unit_first]
+        )
+        # Row k of the product is sum_i weight_i * rows[local_i] over the entries of the
         # k-th touched template, added in entry order (scipy's CSR kernel, in float64).
         matrix = csr_matrix((weight, local, indptr), shape=(touched.size, n_rows))
-        out[touched] += matrix @ vectors[:n_rows]
+        out[touched] += matrix @ rows
+
+
+def _as_float64(
+    streams: list[tuple[npt.NDArray[np.floating[Any]], FloatArray | None]],
+    buffers: list[FloatArray],
+) -> list[tuple[FloatArray, FloatArray | None]]:
+    """The streams' vectors as float64 (exactly), float32 ones copied into ``buffers``
+    (allocated once per stream and reused: no fresh pages for every read)."""
+    converted = []
+    for i, (vectors, factor) in enumerate(streams):
+        if vectors.dtype == np.float64:
+            converted.append((np.ascontiguousarray(vectors, dtype=np.float64), factor))
+            continue
+        if len(buffers) <= i or buffers[i].shape[0] < vectors.shape[0]:
+            buffers[i : i + 1] = [np.empty(vectors.shape, dtype=np.float64)]
+        target = buffers[i][: vectors.shape[0]]
+        np.copyto(target, vectors)
+        converted.append((target, factor))
+    return converted
 
 
 def pool_from_store(
@@ -235,6 +258,7 @@ def pool_from_store(
     width = 2 * store.info.dim if flip_fusion == "concat" else store.info.dim
     pooled = [np.zeros((plan.n_templates, width), dtype=np.float64) for plan in plans]
     step = units_per_read * UNIT_ROWS
+    buffers: list[FloatArray] = []
     for start in range(0, read.size, step):
         rows = read[start : start + step]
         unit, norms32 = store.read_rows(rows)
@@ -242,8 +266,9 @@ def pool_from_store(
         if flips:
             unit_flip, flip32 = store.read_rows(rows, flip=True)
             norms_flip = flip32.astype(np.float64)
-        streams = _streams(
-            mode, flip_fusion, unit, norms32.astype(np.float64), unit_flip, norms_flip
+        streams = _as_float64(
+            _streams(mode, flip_fusion, unit, norms32.astype(np.float64), unit_flip, norms_flip),
+            buffers,
         )
         for u in range(start // UNIT_ROWS, -(-(start + rows.size) // UNIT_ROWS)):
             for out, plan in zip(pooled, plans, strict=True):

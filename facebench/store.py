@@ -1004,7 +1004,12 @@ class FeatureStore:
                 f"{self.info.path}: Expected row numbers in [0, {n_items}), but got"
                 f" {positions.min()}..{positions.max()}"
             )
-        unique, inverse = np.unique(positions.astype(np.int64), return_inverse=True)
+        positions = positions.astype(np.int64, copy=False)
+        inverse: np.ndarray | None = None
+        if positions.size > 1 and bool(np.all(positions[1:] > positions[:-1])):
+            unique = positions  # ascending and distinct already: no sort, no reordering copy
+        else:
+            unique, inverse = np.unique(positions, return_inverse=True)
         names = self._names(flip)
         features = np.empty((unique.size, self.info.dim), dtype=np.float32)
         norms = np.empty(unique.size, dtype=np.float32)
@@ -1022,6 +1027,8 @@ class FeatureStore:
                 features[start:stop] = dataset[first:last][picked]
                 norms[start:stop] = norms_dataset[first:last][picked]
         self._check(unique, features, norms, names[0])
+        if inverse is None:
+            return features, norms
         return features[inverse.ravel()], norms[inverse.ravel()]
 
     def read_ids(self, ids: Sequence[str], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -436,18 +436,16 @@ def _checked_positions(
 ) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]] | None:
     """A cached (left, right, label) table as the parse's arrays; None unless every value
     is one a parse can give (positions in range, labels 0/1)."""
-    if found.size and (
-        found[:, :2].min() < 0
-        or found[:, :2].max() >= n_templates
-        or found[:, 2].max() > 1
-        or found[:, 2].min() < 0
-    ):
-        return None
-    return (
-        found[:, 0].astype(np.int64),
-        found[:, 1].astype(np.int64),
-        found[:, 2].astype(bool),
-    )
+    left = found[:, 0].astype(np.int64)  # contiguous copies first: the checks then
+    right = found[:, 1].astype(np.int64)  # read them at full speed
+    label = found[:, 2].astype(np.int8)
+    if left.size:
+        for column in (left, right):
+            if int(column.min()) < 0 or int(column.max()) >= n_templates:
+                return None
+        if int(label.min()) < 0 or int(label.max()) > 1:
+            return None
+    return left, right, label.view(bool)
 
 
 def _subset(templates: Templates, ids: IntArray, subjects: IntArray) -> Templates:

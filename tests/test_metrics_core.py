@@ -321,3 +321,26 @@ def test_counts_with_the_two_thread_sort_equal_brute_force(
     assert np.array_equal(c.n_genuine_accepted, tp)
     assert np.array_equal(c.n_impostor_accepted, fp)
     assert np.array_equal(c.impostor_sorted, np.sort(s[~y]))
+
+
+@pytest.mark.parametrize("quantize", [None, 0.02, 0.25, 1.0])
+@pytest.mark.parametrize("seed", range(6))
+def test_eer_and_auc_equal_their_whole_array_formulas(seed: int, quantize: float | None) -> None:
+    """The EER found by bisection and the AUC summed by blocks are bitwise the numbers of
+    the whole-array formulas they replaced (which hold every threshold's rates at once)."""
+    s, y = random_case(seed, n=700, quantize=quantize)
+    c = count_at_thresholds(s, y)
+    far = c.n_impostor_accepted / c.n_impostor
+    frr = 1.0 - c.n_genuine_accepted / c.n_genuine
+    d = far - frr
+    i = int(np.searchsorted(d, 0.0, side="left"))
+    if d[i] == 0.0 or i == 0:
+        expected = float(far[i])
+    else:
+        lam = -d[i - 1] / (d[i] - d[i - 1])
+        expected = float(far[i - 1] + lam * (far[i] - far[i - 1]))
+    got = equal_error_rate(c)
+    assert got.eer == expected and got.threshold == float(c.thresholds[i])
+    tp, fp = c.n_genuine_accepted, c.n_impostor_accepted
+    twice = int(np.sum(np.diff(fp) * (tp[1:] + tp[:-1]), dtype=np.int64))
+    assert auc(c) == twice / (2 * c.n_genuine * c.n_impostor)

@@ -35,6 +35,9 @@ class RocCurve:
     n_genuine_accepted: npt.NDArray[np.int64]
 
 
+_BLOCK = 1 << 20  # segments per block of the AUC sum
+
+
 def roc_curve(counts: ThresholdCounts, drop_intermediate: bool = False) -> RocCurve:
     """The ROC at every distinct threshold.
 
@@ -76,8 +79,12 @@ def auc(counts: ThresholdCounts) -> float:
     """
     tp = counts.n_genuine_accepted
     fp = counts.n_impostor_accepted
-    # twice the area in units of one genuine x one impostor
-    twice = int(np.sum(np.diff(fp) * (tp[1:] + tp[:-1]), dtype=np.int64))
+    # twice the area in units of one genuine x one impostor, a block of segments at a time
+    # (exact integers: the same sum in any blocks; no (m,) temporaries at 15 M thresholds)
+    twice = 0
+    for a in range(0, tp.size - 1, _BLOCK):
+        b = min(a + _BLOCK, tp.size - 1)
+        twice += int(np.sum(np.diff(fp[a : b + 1]) * (tp[a + 1 : b + 1] + tp[a:b]), dtype=np.int64))
     return twice / (2 * counts.n_genuine * counts.n_impostor)
 
 
@@ -109,12 +116,28 @@ def equal_error_rate(counts: ThresholdCounts) -> EqualErrorRate:
     EER is the FAR (= FRR) there. This is the intersection of the piecewise-linear ROC with
     the line TAR = 1 - FAR, so it does not depend on any threshold grid.
     """
-    far = counts.n_impostor_accepted / counts.n_impostor
-    frr = 1.0 - counts.n_genuine_accepted / counts.n_genuine
-    d = far - frr
-    i = int(np.searchsorted(d, 0.0, side="left"))  # d is non-decreasing; d[-1] == 1
-    if d[i] == 0.0 or i == 0:
-        return EqualErrorRate(eer=float(far[i]), threshold=float(counts.thresholds[i]))
-    lam = -d[i - 1] / (d[i] - d[i - 1])
-    eer = far[i - 1] + lam * (far[i] - far[i - 1])
+    fp, tp = counts.n_impostor_accepted, counts.n_genuine_accepted
+    n_imp, n_gen = counts.n_impostor, counts.n_genuine
+
+    def far(j: int) -> float:
+        return float(np.float64(fp[j]) / n_imp)
+
+    def d(j: int) -> float:  # far - frr, with numpy's float64 operations, point by point
+        return float(np.float64(fp[j]) / n_imp - (1.0 - np.float64(tp[j]) / n_gen))
+
+    # d is non-decreasing (IEEE division and subtraction are monotone) with d[-1] == 1: the
+    # first point with d >= 0 by bisection, as numpy.searchsorted(d, 0.0) finds it, without
+    # (m,) float arrays (15 M thresholds at IJB-C size)
+    lo, hi = 0, tp.size - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if d(mid) >= 0.0:
+            hi = mid
+        else:
+            lo = mid + 1
+    i = lo
+    if d(i) == 0.0 or i == 0:
+        return EqualErrorRate(eer=far(i), threshold=float(counts.thresholds[i]))
+    lam = -d(i - 1) / (d(i) - d(i - 1))
+    eer = far(i - 1) + lam * (far(i) - far(i - 1))
     return EqualErrorRate(eer=float(eer), threshold=float(counts.thresholds[i]))
