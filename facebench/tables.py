@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from facebench.report import FoldReport, SplitReport
+
+
+def _model_of(store: dict[str, Any]) -> str:
+    """The model behind a report's scores: the store's, or the scores file's name."""
+    if store.get("kind") == "scores file":
+        return f"(scores given: {Path(str(store.get('path', '?'))).name})"
+    return str(store.get("attributes", {}).get("model", "?"))
 
 
 def _fmt_threshold(value: float | None) -> str:
@@ -22,7 +31,7 @@ def _fmt_threshold(value: float | None) -> str:
 def render_fold_report(report: FoldReport, console: Console) -> None:
     """Print a fold report: accuracy per fold and summary, AUC, EER, TAR at each FAR."""
     acc = report.accuracy
-    model = report.store.get("attributes", {}).get("model", "?")
+    model = _model_of(report.store)
     console.print(
         f"[bold]{report.protocol}[/bold]  {report.n_pairs} pairs "
         f"({report.n_genuine} genuine, {report.n_impostor} impostor)  model: {model}"
@@ -84,7 +93,7 @@ def _pct(value: float | None) -> str:
 
 def render_split_report(report: SplitReport, console: Console) -> None:
     """Print a split report: 1:1 TAR at each FAR and 1:N CMC/TPIR per split, and the summary."""
-    model = report.store.get("attributes", {}).get("model", "?")
+    model = _model_of(report.store)
     console.print(
         f"[bold]{report.protocol}[/bold]  {len(report.splits)} split(s), {report.n_pairs} pairs"
         f" ({report.n_genuine} genuine)  model: {model}  pooling:"
