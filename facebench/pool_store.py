@@ -28,13 +28,7 @@ import numpy.typing as npt
 
 from facebench.errors import MissingItemsError
 from facebench.fusion import FLIP_FUSIONS
-from facebench.pooling import (
-    INSIGHTFACE_FLIP_FUSIONS,
-    POOLING_MODES,
-    PoolingError,
-    normalize_sets,
-    pooling_weights,
-)
+from facebench.pooling import PoolingError, check_pooling, normalize_sets, pooling_weights
 from facebench.store import FeatureStore
 from protocols import Templates
 
@@ -230,17 +224,7 @@ def pool_from_store(
     StoreError
         A damaged row, or mirrored features asked of a store without them.
     """
-    if mode not in POOLING_MODES:
-        raise PoolingError(f"Expected a pooling mode in {sorted(POOLING_MODES)}, but got {mode!r}")
-    if flip_fusion not in FLIP_FUSIONS:
-        raise PoolingError(
-            f"Expected a flip fusion in {sorted(FLIP_FUSIONS)}, but got {flip_fusion!r}"
-        )
-    if mode == "insightface" and flip_fusion not in INSIGHTFACE_FLIP_FUSIONS:
-        raise PoolingError(
-            f"Expected flip fusion 'none' or 'sum-raw' with pooling mode 'insightface', but got "
-            f"{flip_fusion!r}"
-        )
+    check_pooling(mode, flip_fusion)
     if units_per_read < 1:
         raise PoolingError(f"Expected units_per_read >= 1, but got {units_per_read}")
     for item in sets:

@@ -306,6 +306,23 @@ def normalize_sets(
 # ------------------------------------------------------------------------- templates
 
 
+def check_pooling(mode: str, flip_fusion: str) -> None:
+    """Raise :class:`PoolingError` unless ``mode`` and ``flip_fusion`` are known and go
+    together (``insightface`` pooling takes only its own raw flip sum)."""
+    if mode not in POOLING_MODES:
+        raise PoolingError(f"Expected a pooling mode in {sorted(POOLING_MODES)}, but got {mode!r}")
+    if flip_fusion not in FLIP_FUSIONS:
+        raise PoolingError(
+            f"Expected a flip fusion in {sorted(FLIP_FUSIONS)}, but got {flip_fusion!r}"
+        )
+    if mode == "insightface" and flip_fusion not in INSIGHTFACE_FLIP_FUSIONS:
+        raise PoolingError(
+            f"Expected flip fusion 'none' or 'sum-raw' with pooling mode 'insightface', but got "
+            f"{flip_fusion!r}: insightface's flip test adds the raw features of the image and "
+            "its mirror ('sum-raw'); use another pooling mode for 'sum-unit' or 'concat'"
+        )
+
+
 def pool_templates(
     unit: npt.ArrayLike,
     norms: npt.ArrayLike,
@@ -380,18 +397,7 @@ def pool_templates(
         On disagreeing shapes, an unknown mode or fusion, a missing flip input, a template
         without rows, or a template whose pooled vector is zero or not finite.
     """
-    if mode not in POOLING_MODES:
-        raise PoolingError(f"Expected a pooling mode in {sorted(POOLING_MODES)}, but got {mode!r}")
-    if flip_fusion not in FLIP_FUSIONS:
-        raise PoolingError(
-            f"Expected a flip fusion in {sorted(FLIP_FUSIONS)}, but got {flip_fusion!r}"
-        )
-    if mode == "insightface" and flip_fusion not in INSIGHTFACE_FLIP_FUSIONS:
-        raise PoolingError(
-            f"Expected flip fusion 'none' or 'sum-raw' with pooling mode 'insightface', but got "
-            f"{flip_fusion!r}: insightface's flip test adds the raw features of the image and "
-            "its mirror ('sum-raw'); use another pooling mode for 'sum-unit' or 'concat'"
-        )
+    check_pooling(mode, flip_fusion)
     u = _features("unit", unit)
     d = u.shape[1]
     table: IntArray | None = None
