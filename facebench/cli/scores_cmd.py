@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from facebench.fusion import FLIP_FUSIONS
-from facebench.pooling import POOLING_MODES
+from facebench.cli._options import scoring_options
 from facebench.score_files import SCORE_FORMATS
-from facebench.scoring import VIDEO_POOLING
 from protocols import PROTOCOLS
 
 
@@ -43,73 +41,7 @@ from protocols import PROTOCOLS
     help="csv: id1,id2,score,label,fold|split; bob: claimed_id real_id test_label score;"
     " pyeer: BASE.genuine.txt and BASE.impostor.txt.",
 )
-@click.option(
-    "--pairs",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Another pairs file in the protocol's format instead of the shipped official one;"
-    " --protocol pairs: the generic pairs file (id1 id2 label [fold]).",
-)
-@click.option(
-    "--bin",
-    "bin_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="--protocol bin: the insightface .bin file (lfw.bin, cfp_fp.bin, ...).",
-)
-@click.option(
-    "--protocol-dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="IJB-A/B/C: the folder of the user's protocol files (never shipped).",
-)
-@click.option(
-    "--split",
-    "split_numbers",
-    type=click.IntRange(min=1),
-    multiple=True,
-    help="IJB-A: only this split (repeatable).",
-)
-@click.option(
-    "--pooling",
-    type=click.Choice(list(POOLING_MODES)),
-    default="media",
-    show_default=True,
-    help="Template pooling for IJB protocols (as verify).",
-)
-@click.option(
-    "--flip-fusion",
-    type=click.Choice(list(FLIP_FUSIONS)),
-    default="none",
-    show_default=True,
-    help="How an image's and its mirror's features combine (as verify).",
-)
-@click.option(
-    "--video-pooling",
-    type=click.Choice(list(VIDEO_POOLING)),
-    default="mean",
-    show_default=True,
-    help="YTF: how a video's frames make its feature or score (as verify).",
-)
-@click.option(
-    "--n-frames",
-    type=click.IntRange(min=1),
-    default=None,
-    help="YTF with --video-pooling first: frames per video (by frame number).",
-)
-@click.option(
-    "--allow-skipped",
-    is_flag=True,
-    help="Leave out the pairs whose images extraction skipped (--skip-bad).",
-)
-@click.option(
-    "--memory-budget",
-    "memory_mib",
-    type=click.IntRange(min=16),
-    default=None,
-    metavar="MIB",
-    help="IJB protocols: working memory of the streamed reads (default 256 MiB).",
-)
+@scoring_options
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def scores_command(
     protocol_name: str,

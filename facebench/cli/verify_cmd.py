@@ -9,8 +9,8 @@ from typing import Any
 import click
 from rich.console import Console
 
+from facebench.cli._options import scoring_options
 from facebench.errors import FacebenchError
-from facebench.fusion import FLIP_FUSIONS
 from facebench.metrics import TAR_RULES
 from facebench.metrics.compat import COMPAT_KFOLD
 from protocols import PROTOCOLS
@@ -122,21 +122,6 @@ def _protocol_and_store(protocol_name: str | None, features: Path | None) -> tup
     " (required unless --scores).",
 )
 @click.option(
-    "--pairs",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Another pairs file in the protocol's format instead of the shipped official one;"
-    " --protocol pairs: the generic pairs file (id1 id2 label [fold]).",
-)
-@click.option(
-    "--bin",
-    "bin_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="--protocol bin: an insightface validation set (lfw.bin, cfp_fp.bin, agedb_30.bin,"
-    " ...), as extracted with `facebench extract FILE.bin`.",
-)
-@click.option(
     "--scores",
     "scores_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -167,26 +152,6 @@ def _protocol_and_store(protocol_name: str | None, features: Path | None) -> tup
     help="Comma-separated FPIR targets for 1:N TPIR [default: 0.01,0.1].",
 )
 @click.option(
-    "--protocol-dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="IJB-A/B/C: the folder of the user's protocol files (never shipped).",
-)
-@click.option(
-    "--split",
-    "split_numbers",
-    type=click.IntRange(min=1),
-    multiple=True,
-    help="IJB-A: evaluate only this split (repeatable).",
-)
-@click.option(
-    "--pooling",
-    type=click.Choice(["mean", "media", "norm", "insightface"]),
-    default="media",
-    show_default=True,
-    help="Template pooling for IJB protocols (PROTOCOLS.md).",
-)
-@click.option(
     "--tar-rule",
     type=click.Choice(list(TAR_RULES)),
     default="exact",
@@ -199,41 +164,7 @@ def _protocol_and_store(protocol_name: str | None, features: Path | None) -> tup
     default=None,
     help="Reproduce another tool's k-fold accuracy rule.",
 )
-@click.option(
-    "--flip-fusion",
-    type=click.Choice(list(FLIP_FUSIONS)),
-    default="none",
-    show_default=True,
-    help="How an image's and its mirror's features combine.",
-)
-@click.option(
-    "--video-pooling",
-    type=click.Choice(["mean", "first", "pair-mean"]),
-    default="mean",
-    show_default=True,
-    help="YTF: a video's feature is the mean of its frames, of its first --n-frames, or the"
-    " score is the mean of all frame-pair similarities.",
-)
-@click.option(
-    "--n-frames",
-    type=click.IntRange(min=1),
-    default=None,
-    help="YTF with --video-pooling first: frames per video (by frame number).",
-)
-@click.option(
-    "--allow-skipped",
-    is_flag=True,
-    help="Drop the pairs whose images extraction skipped (--skip-bad), and record them.",
-)
-@click.option(
-    "--memory-budget",
-    "memory_mib",
-    type=click.IntRange(min=16),
-    default=None,
-    metavar="MIB",
-    help="IJB protocols: working memory of the streamed store reads and score blocks "
-    "(default 256 MiB). Never changes a number; the store is never held whole.",
-)
+@scoring_options
 @click.option("--label", default=None, help="A name for this report (legend of plot-roc).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def verify_command(
