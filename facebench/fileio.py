@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from facebench.errors import FacebenchError, OutputExistsError
+from facebench.errors import FacebenchError, InputFormatError, OutputExistsError, located
 
 __all__ = [
     "OutputWriteError",
@@ -373,3 +373,49 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_text_lines(
+    path: str | os.PathLike[str],
+    what: str,
+    error: type[FacebenchError] = InputFormatError,
+) -> list[str]:
+    """The lines of a UTF-8 text file, as every facebench parser reads its text inputs.
+
+    A UTF-8 byte-order mark is dropped; lines end at LF only (a CR before it is dropped, so
+    CRLF files read as LF files; other characters that ``str.splitlines`` would split at
+    stay in the line); a final newline ends the last line rather than starting an empty one.
+
+    Raises
+    ------
+    FacebenchError
+        Of type ``error``: no such file, a folder, an unreadable file (naming the errno's
+        meaning), or bytes that are not UTF-8 (naming the line, the byte and its offset).
+    """
+    target = Path(path)
+    try:
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{target}: no such {what}") from None
+    except IsADirectoryError:
+        raise error(f"{target}: expected a {what}, but got a folder") from None
+    except OSError as err:
+        raise error(f"{target}: cannot read the {what} ({err.strerror})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise error(
+            located(
+                target,
+                line,
+                f"expected UTF-8 text, but got the byte 0x{raw[err.start]:02x} (offset"
+                f" {err.start}); is this a {what}? Save it as UTF-8",
+            )
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
+    return [line[:-1] if line.endswith("\r") else line for line in lines]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from facebench.errors import InputFormatError, located
+from facebench.fileio import read_text_lines
 from protocols._types import PairsProtocol, file_sha256
 
 DATA_DIR = Path(__file__).parent / "data" / "lfw"
@@ -84,27 +85,6 @@ def _parse_number(path: Path, line_no: int, text: str, what: str) -> int:
     return int(text)
 
 
-def _read_lines(path: Path) -> list[str]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputFormatError(f"{path}: no such pairs file") from None
-    except OSError as err:
-        raise InputFormatError(f"{path}: cannot read the pairs file ({err.strerror})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InputFormatError(
-            f"{path}: not UTF-8 text (byte {err.start}); is this an LFW pairs file?"
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
 def parse_pairs(path: str | Path, name: str = "lfw") -> PairsProtocol:
     """Parse an LFW pairs file (View 1 or View 2 format) into pairs with folds.
 
@@ -122,7 +102,7 @@ def parse_pairs(path: str | Path, name: str = "lfw") -> PairsProtocol:
         non-numeric image number, a missing or extra line.
     """
     path = Path(path)
-    lines = _read_lines(path)
+    lines = read_text_lines(path, "pairs file")
     if not lines:
         raise InputFormatError(f"{path}: the pairs file is empty")
     header = lines[0].split()

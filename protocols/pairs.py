@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facebench.errors import FacebenchError, InputFormatError, located
+from facebench.fileio import read_text_lines
 from protocols._types import PairsProtocol, file_sha256
 
 __all__ = [
@@ -124,36 +125,6 @@ def contiguous_folds(n_pairs: int, n_folds: int = DEFAULT_FOLDS) -> npt.NDArray[
 def _shown(text: str, limit: int = 120) -> str:
     """``repr(text)``, cut to ``limit`` characters: a message quotes a line, not a file."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _read_lines(path: Path, what: str) -> list[str]:
-    """The lines of a UTF-8 file (BOM, CRLF, no final newline accepted)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputFormatError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise InputFormatError(f"{path}: expected a {what}, but got a folder") from None
-    except OSError as err:
-        raise InputFormatError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise InputFormatError(
-            located(
-                path,
-                line,
-                f"expected UTF-8 text, but got the byte 0x{raw[err.start]:02x}; is this a"
-                f" {what}? Save it as UTF-8",
-            )
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _split(line: str, comma: bool) -> list[str]:
@@ -290,7 +261,7 @@ def _number_folds(path: Path, given: list[int], lines: list[int]) -> tuple[list[
 def _parse(path: str | Path, name: str, with_score: bool) -> tuple[PairsProtocol, list[float]]:
     path = Path(path)
     what = "score file" if with_score else "pairs file"
-    lines = _read_lines(path, what)
+    lines = read_text_lines(path, what)
     layout: _Layout | None = None
     left: list[str] = []
     right: list[str] = []

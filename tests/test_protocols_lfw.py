@@ -137,5 +137,5 @@ def test_missing_empty_and_binary_files(tmp_path):
     with pytest.raises(InputFormatError, match="empty"):
         lfw.parse_pairs(tmp_path / "empty.txt")
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00\x01")
-    with pytest.raises(InputFormatError, match="not UTF-8"):
+    with pytest.raises(InputFormatError, match="expected UTF-8 text, but got the byte 0xff"):
         lfw.parse_pairs(tmp_path / "bin.txt")

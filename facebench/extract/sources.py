@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from facebench.errors import InputFormatError, located
+from facebench.fileio import read_text_lines
 from facebench.store import id_problem
 
 __all__ = [
@@ -121,34 +122,6 @@ def _path_problem(relative: str) -> str | None:
     return None
 
 
-def _read_lines(path: Path, what: str) -> list[str]:
-    """The lines of a UTF-8 text file (BOM, CRLF and a final newline accepted)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SourceError(f"{path}: no such {what}") from None
-    except OSError as err:
-        raise SourceError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise SourceError(
-            located(
-                path,
-                line,
-                f"expected UTF-8 text, but got the byte 0x{raw[err.start]:02x} "
-                f"(offset {err.start}); save the file as UTF-8",
-            )
-        ) from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the final newline
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
 def _walk(directory: Path, relative: str, ancestors: frozenset[tuple[int, int]]) -> list[str]:
     found: list[str] = []
     try:
@@ -229,7 +202,7 @@ def list_items(root: str | os.PathLike[str], list_file: str | os.PathLike[str]) 
     line. The files are not checked here (:func:`check_exist`).
     """
     root, list_file = Path(root), Path(list_file)
-    lines = _read_lines(list_file, "list file")
+    lines = read_text_lines(list_file, "list file", SourceError)
     if not lines:
         raise SourceError(f"{list_file}: expected one image path per line, but the file is empty")
     first_line: dict[str, int] = {}
@@ -338,7 +311,7 @@ def line_of(path: str | os.PathLike[str], first_field: str) -> int | None:
     entry in an error. None when no line has it or the file cannot be read.
     """
     try:
-        lines = _read_lines(Path(path), "protocol file")
+        lines = read_text_lines(Path(path), "protocol file", SourceError)
     except SourceError:
         return None
     for number, line in enumerate(lines, start=1):
@@ -387,7 +360,7 @@ def _read_records(
 ) -> dict[str, tuple[float, ...]]:
     """``relpath v1 .. vn [score]`` lines -> {relpath: (v1, .., vn)}; ``check`` returns a
     problem with the values, or None."""
-    lines = _read_lines(path, what)
+    lines = read_text_lines(path, what, SourceError)
     while lines and not lines[-1].strip():
         lines.pop()  # blank lines at the end
     records: dict[str, tuple[float, ...]] = {}
