@@ -124,7 +124,7 @@ def _unit_rows(
 
 def make_dataset(directory: Path, size: str, seed: int = SEED) -> Dataset:
     """Write ``gallery.h5`` and ``probes.h5`` of ``size`` into ``directory``."""
-    from facebench.store import append_to_store, create_store
+    from facebench.store import create_store
 
     start = time.perf_counter()
     n_gallery, n_probes = SIZES[size]
@@ -152,6 +152,10 @@ def make_dataset(directory: Path, size: str, seed: int = SEED) -> Dataset:
         (mate_subject, n_subjects + np.arange(n_gallery - n_mates))
     ).astype(np.int64)
     gallery = directory / "gallery.h5"
+    # Made in blocks (bounded temporaries), written with one create_store call: appends
+    # copy the whole store each time (they are copy-on-write, see docs/store.md).
+    rows = np.empty((n_gallery, DIM), dtype=np.float32)
+    norms = np.empty(n_gallery, dtype=np.float32)
     for first in range(0, n_gallery, BLOCK_ROWS):
         subjects = gallery_subject[first : first + BLOCK_ROWS]
         mated = subjects < n_subjects
@@ -161,14 +165,18 @@ def make_dataset(directory: Path, size: str, seed: int = SEED) -> Dataset:
             (int((~mated).sum()), DIM), dtype=np.float32
         ) / np.float32(DIM**0.5)
         noise = rng.uniform(0.6, 1.6, subjects.size).astype(np.float32) / np.float32(DIM**0.5)
-        rows = _unit_rows(directions, noise, rng)
-        ids = [f"gallery/{first + i:07d}.jpg" for i in range(subjects.size)]
-        norms = rng.uniform(10, 30, subjects.size).astype(np.float32)
-        meta = {"subject": subjects}
-        if first == 0:
-            create_store(gallery, ids, rows, norms, model="synthetic-search-bench", metadata=meta)
-        else:
-            append_to_store(gallery, ids, rows, norms, metadata=meta)
+        rows[first : first + subjects.size] = _unit_rows(directions, noise, rng)
+        norms[first : first + subjects.size] = rng.uniform(10, 30, subjects.size)
+    ids = [f"gallery/{i:07d}.jpg" for i in range(n_gallery)]
+    create_store(
+        gallery,
+        ids,
+        rows,
+        norms,
+        model="synthetic-search-bench",
+        metadata={"subject": gallery_subject},
+    )
+    del rows
     return Dataset(
         gallery=gallery,
         probes=directory / "probes.h5",
