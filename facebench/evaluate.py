@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,60 @@ class VerifyOptions:
     n_frames: int | None = None
     allow_skipped: bool = False
     label: str | None = None
+
+
+def load_protocol(
+    protocol_name: str,
+    *,
+    protocol_dir: str | Path | None = None,
+    pairs: str | Path | None = None,
+    bin_file: str | Path | None = None,
+    pooling: str = "media",
+    splits: Sequence[int] = (),
+) -> Any:
+    """Load a registered protocol from the files the user named (``verify``, ``scores``).
+
+    Template protocols (IJB) read ``protocol_dir`` (the landmarks file of IJB-B/C only for
+    ``insightface`` pooling, the one mode that uses detector scores); pair protocols read
+    ``--pairs`` or ``--bin`` (:func:`definition_file`), or their shipped file.
+
+    Returns
+    -------
+    PairsProtocol or TemplateProtocol
+
+    Raises
+    ------
+    FacebenchError
+        An unknown protocol, an IJB protocol without ``protocol_dir``, or an option of the
+        other kind of protocol (``--pairs``/``--bin`` with IJB, ``--protocol-dir``/``--split``
+        with a pair protocol).
+    """
+    from protocols import PROTOCOLS
+
+    spec = PROTOCOLS.get(protocol_name)
+    if spec is None:
+        raise FacebenchError(
+            f"Expected --protocol in {sorted(PROTOCOLS)}, but got {protocol_name!r}"
+        )
+    if spec.kind == "templates":
+        if protocol_dir is None:
+            raise FacebenchError(
+                f"--protocol {protocol_name} needs --protocol-dir: the folder of your copy of"
+                " the protocol files (they are licensed and not shipped)"
+            )
+        for definition, flag in ((pairs, "--pairs"), (bin_file, "--bin")):
+            if definition is not None:
+                raise FacebenchError(
+                    f"Expected --protocol-dir for --protocol {protocol_name}, but got {flag};"
+                    f" {flag} gives the definition file of a pair protocol (lfw, ytf, bin,"
+                    " pairs)"
+                )
+        extra = {"detector_scores": pooling == "insightface"} if spec.detector_scores else {}
+        return spec.load(protocol_dir, **extra)
+    for given, name in ((protocol_dir, "--protocol-dir"), (splits, "--split")):
+        if given:
+            raise FacebenchError(f"{name} is for IJB protocols, not --protocol {protocol_name}")
+    return spec.load(definition_file(protocol_name, pairs, bin_file))
 
 
 def definition_file(

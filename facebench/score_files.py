@@ -159,47 +159,18 @@ class PairScores:
 
 
 def load_protocol(protocol_name: str, options: ScoreOptions) -> Any:
-    """Load a registered protocol with the files ``options`` name, as ``verify`` does.
+    """Load a registered protocol with the files ``options`` name, as ``verify`` does
+    (:func:`facebench.evaluate.load_protocol`)."""
+    from facebench.evaluate import load_protocol as load
 
-    Returns
-    -------
-    PairsProtocol or TemplateProtocol
-
-    Raises
-    ------
-    FacebenchError
-        An unknown protocol, a template protocol without ``protocol_dir``, or an option that
-        belongs to the other kind of protocol.
-    """
-    spec = PROTOCOLS.get(protocol_name)
-    if spec is None:
-        raise FacebenchError(
-            f"Expected --protocol in {sorted(PROTOCOLS)}, but got {protocol_name!r}"
-        )
-    if spec.kind == "templates":
-        if options.protocol_dir is None:
-            raise FacebenchError(
-                f"--protocol {protocol_name} needs --protocol-dir: the folder of your copy of"
-                " the protocol files (they are licensed and not shipped)"
-            )
-        for definition, flag in ((options.pairs, "--pairs"), (options.bin_file, "--bin")):
-            if definition is not None:
-                raise FacebenchError(
-                    f"Expected --protocol-dir for --protocol {protocol_name}, but got {flag};"
-                    f" {flag} gives the definition file of a pair protocol (lfw, ytf, bin,"
-                    " pairs)"
-                )
-        # Detector scores (the landmarks file) only weigh insightface's pooling.
-        extra = (
-            {"detector_scores": options.pooling == "insightface"} if spec.detector_scores else {}
-        )
-        return spec.load(options.protocol_dir, **extra)
-    for given, name in ((options.protocol_dir, "--protocol-dir"), (options.splits, "--split")):
-        if given:
-            raise FacebenchError(f"{name} is for IJB protocols, not --protocol {protocol_name}")
-    from facebench.evaluate import definition_file
-
-    return spec.load(definition_file(protocol_name, options.pairs, options.bin_file))
+    return load(
+        protocol_name,
+        protocol_dir=options.protocol_dir,
+        pairs=options.pairs,
+        bin_file=options.bin_file,
+        pooling=options.pooling,
+        splits=options.splits or (),
+    )
 
 
 def compute_scores(

@@ -322,3 +322,33 @@ def test_skipped_items_are_refused_unless_allowed(tmp_path: Path, raw: np.ndarra
     assert report["counts"]["pairs_dropped_skipped"] == n_lost
     assert any("dropped" in w for w in report["warnings"])
     assert "warning:" in result.stderr and "warning:" not in result.stdout
+
+
+def test_options_of_the_other_kind_of_protocol_are_refused(tmp_path: Path) -> None:
+    """verify and scores load protocols through one function: a pairs file or a .bin with
+    an IJB protocol, and an IJB folder or split with a pair protocol, are user errors."""
+    store = tmp_path / "s.h5"
+    create_store(store, ["a/a_0001.jpg"], *normalize_rows(np.ones((1, 4))), model="m")
+    folder = tmp_path / "IJB-C"
+    folder.mkdir()
+    pairs = tmp_path / "p.txt"
+    pairs.write_text("x\n", encoding="utf-8")
+    for command in ("verify", "scores"):
+        out = [] if command == "verify" else ["-o", str(tmp_path / f"{command}.csv")]
+        result = run(
+            command,
+            "--protocol",
+            "ijbc",
+            "--protocol-dir",
+            folder,
+            "--features",
+            store,
+            "--pairs",
+            pairs,
+            *out,
+        )
+        _assert_user_error(result, "Expected --protocol-dir for --protocol ijbc, but got --pairs")
+        result = run(
+            command, "--protocol", "lfw", "--protocol-dir", folder, "--features", store, *out
+        )
+        _assert_user_error(result, "--protocol-dir is for IJB protocols, not --protocol lfw")

@@ -204,7 +204,7 @@ def verify_command(
       facebench verify --protocol pairs --pairs my_pairs.txt --features faces.h5
       facebench verify --scores other_tool.csv --json other.json
     """
-    from facebench.evaluate import DEFAULT_FAR_TARGETS, VerifyOptions, definition_file
+    from facebench.evaluate import DEFAULT_FAR_TARGETS, VerifyOptions, load_protocol
     from facebench.tables import render_fold_report
 
     console = Console(file=sys.stdout, width=110)
@@ -225,20 +225,18 @@ def verify_command(
         return
     name, store = _protocol_and_store(protocol_name, features)
     _check_outputs(json_path, overwrite)
-    spec = PROTOCOLS[name]
-    definition = definition_file(name, pairs, bin_file)
-    if spec.kind == "templates":
+    protocol = load_protocol(
+        name,
+        protocol_dir=protocol_dir,
+        pairs=pairs,
+        bin_file=bin_file,
+        pooling=pooling,
+        splits=split_numbers,
+    )
+    if PROTOCOLS[name].kind == "templates":
         from facebench.evaluate_splits import SplitOptions, evaluate_templates
         from facebench.tables import render_split_report
 
-        if protocol_dir is None:
-            raise FacebenchError(
-                f"--protocol {name} needs --protocol-dir: the folder of your copy of"
-                " the protocol files (they are licensed and not shipped)"
-            )
-        # Detector scores (the landmarks file) only weigh insightface's pooling.
-        extra = {"detector_scores": pooling == "insightface"} if spec.detector_scores else {}
-        protocol = spec.load(protocol_dir, **extra)
         split_options = SplitOptions(
             far_targets=far_targets,
             fpir_targets=fpir_targets or (0.01, 0.1),
@@ -257,12 +255,7 @@ def verify_command(
         return
     from facebench.evaluate import evaluate_pairs
 
-    for given, option in (
-        (protocol_dir, "--protocol-dir"),
-        (split_numbers, "--split"),
-        (fpir_targets, "--fpir"),
-        (memory_mib, "--memory-budget"),
-    ):
+    for given, option in ((fpir_targets, "--fpir"), (memory_mib, "--memory-budget")):
         if given:
             raise FacebenchError(f"{option} is for IJB protocols, not --protocol {name}")
     options = VerifyOptions(
@@ -275,6 +268,6 @@ def verify_command(
         allow_skipped=allow_skipped,
         label=label,
     )
-    fold_report, pair_data = evaluate_pairs(spec.load(definition), store, options)
+    fold_report, pair_data = evaluate_pairs(protocol, store, options)
     render_fold_report(fold_report, console)
     _write_outputs(fold_report, pair_data, json_path, overwrite)
