@@ -35,9 +35,9 @@ def cache_dir() -> Path | None:
     return Path(base) / "facebench" / "protocols"
 
 
-def _path(kind: str, version: int, digest: str) -> Path | None:
+def _path(kind: str, version: int, digest: str, suffix: str = ".npy") -> Path | None:
     folder = cache_dir()
-    return None if folder is None else folder / f"{kind}-v{version}-{digest}.npy"
+    return None if folder is None else folder / f"{kind}-v{version}-{digest}{suffix}"
 
 
 def _warn(message: str) -> None:
@@ -84,3 +84,48 @@ def save_table(kind: str, version: int, digest: str, table: npt.NDArray[Any]) ->
             f"{path.parent}: cannot write the protocol cache ({err.strerror or err}); set "
             f"{CACHE_ENV} to a writable folder, or to 'off'"
         )
+
+
+def load_text(kind: str, version: int, digest: str) -> str | None:
+    """The cached UTF-8 text stored with :func:`save_text`, or None (as :func:`load_table`)."""
+    path = _path(kind, version, digest, ".txt")
+    if path is None or not path.is_file():
+        return None
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        _warn(f"{path}: ignoring an unreadable protocol cache entry ({err}); parsing the file")
+        return None
+
+
+def save_text(kind: str, version: int, digest: str, text: str) -> None:
+    """Store ``text`` for the file with this sha256 (atomically; failures only warn)."""
+    path = _path(kind, version, digest, ".txt")
+    if path is None or path.is_file():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(text.encode("utf-8"))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        _warn(
+            f"{path.parent}: cannot write the protocol cache ({err.strerror or err}); set "
+            f"{CACHE_ENV} to a writable folder, or to 'off'"
+        )
+
+
+def discard(kind: str, version: int, digest: str) -> None:
+    """Remove an entry that failed its checks, so that the next parse stores it afresh."""
+    for suffix in (".npy", ".txt"):
+        path = _path(kind, version, digest, suffix)
+        if path is not None:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as err:
+                _warn(f"{path}: cannot remove a damaged protocol cache entry ({err})")

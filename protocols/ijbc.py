@@ -295,6 +295,27 @@ def _detector_scores(
     return scores, {"lines": pts.n_rows, "dropped": int(pts_keep.size - pts_keep.sum())}
 
 
+TID_CACHE_VERSION = 1
+"""Bumped whenever the tid_mid parser could read a file differently."""
+
+
+def _cached_tid(digest: str) -> tuple[list[str], IntArray, IntArray] | None:
+    """A tid_mid file parsed before (cached only when it had no repeated lines): its names,
+    template ids and media ids; None when not cached or when an entry fails the checks a
+    parse makes (then the file is parsed again)."""
+    values = _cache.load_table("ijb-tid", TID_CACHE_VERSION, digest, 2)
+    text = None if values is None else _cache.load_text("ijb-tid", TID_CACHE_VERSION, digest)
+    if values is None or text is None:
+        _cache.discard("ijb-tid", TID_CACHE_VERSION, digest)  # half an entry: start afresh
+        return None
+    names = text.split("\n") if text else []
+    if len(names) != values.shape[0] or (values.size and int(values.min()) < 0):
+        _cache.discard("ijb-tid", TID_CACHE_VERSION, digest)
+        return None
+    as64: IntArray = values.astype(np.int64)
+    return names, as64[:, 0].copy(), as64[:, 1].copy()
+
+
 def _images(
     root: Path,
     tid_rel: str,
@@ -305,25 +326,33 @@ def _images(
     """Every tid_mid template with its images, media and (with ``pts_rel``) detector
     scores; subjects -1."""
     path = root / tid_rel
-    table = _parse_table(
-        path, _read(path, digests), ("name", "int", "int"), "image_name template_id media_id"
-    )
-    _first_bad(
-        path,
-        table,
-        (table.values < 0).any(axis=1),
-        lambda row: (
-            "Expected non-negative template and media ids, but got "
-            f"{int(table.values[row, 0])} {int(table.values[row, 1])}"
-        ),
-    )
-    all_names = _decode_names(path, table)
-    keep = _drop_repeats(path, all_names, table, "each line is one loose crop")
-    names = _kept(all_names, keep)
-    warnings += _repeats_warning(tid_rel, table, keep)
-    template_of, media_of = table.values[keep, 0], table.values[keep, 1]
+    data = _read(path, digests)
+    found_in_cache = _cached_tid(digests[path])
+    if found_in_cache is not None:
+        names, template_of, media_of = found_in_cache
+        n_lines, n_dropped = len(names), 0
+    else:
+        table = _parse_table(path, data, ("name", "int", "int"), "image_name template_id media_id")
+        _first_bad(
+            path,
+            table,
+            (table.values < 0).any(axis=1),
+            lambda row: (
+                "Expected non-negative template and media ids, but got "
+                f"{int(table.values[row, 0])} {int(table.values[row, 1])}"
+            ),
+        )
+        all_names = _decode_names(path, table)
+        keep = _drop_repeats(path, all_names, table, "each line is one loose crop")
+        names = _kept(all_names, keep)
+        warnings += _repeats_warning(tid_rel, table, keep)
+        template_of, media_of = table.values[keep, 0], table.values[keep, 1]
+        n_lines, n_dropped = table.n_rows, int(keep.size - keep.sum())
+        if not n_dropped:  # a file without repeats: its names, templates and media cached
+            _cache.save_table("ijb-tid", TID_CACHE_VERSION, digests[path], table.values)
+            _cache.save_text("ijb-tid", TID_CACHE_VERSION, digests[path], "\n".join(names))
     scores = None
-    dropped = {"tid_mid": int(keep.size - keep.sum())}
+    dropped = {"tid_mid": n_dropped}
     landmark_counts: dict[str, int] = {}
     if pts_rel is not None:
         scores, found = _detector_scores(root, tid_rel, pts_rel, names, warnings, digests)
@@ -339,7 +368,7 @@ def _images(
         item_score=scores,
     )
     counts = {
-        "image_lines": table.n_rows,
+        "image_lines": n_lines,
         "images": len(names),
         "templates": int(ids.size),
         "media": int(np.unique(media_of).size),
@@ -392,7 +421,9 @@ def _pairs(
     cached = _cache.load_table("ijb-pairs", PAIRS_CACHE_VERSION, key, 3)
     if cached is not None:
         found = _checked_positions(cached, ids.size)
-        if found is not None:
+        if found is None:
+            _cache.discard("ijb-pairs", PAIRS_CACHE_VERSION, key)
+        else:
             n = cached.shape[0]
             table = _Table([], np.empty((0, 3), dtype=np.int64), [0], [0], [None], n)
             return (*found, table)

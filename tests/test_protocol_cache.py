@@ -50,8 +50,49 @@ def test_a_second_load_is_answered_from_the_cache_with_equal_results(
     real = ijbc._parse_table
     monkeypatch.setattr(ijbc, "_parse_table", lambda *a, **k: parsed.append(1) or real(*a, **k))
     second = load(record)
-    assert len(parsed) == 2  # tid_mid and landmarks only: the pair file came from the cache
+    assert len(parsed) == 1  # the landmarks only: pair file and tid_mid from the cache
     same(first, second)
+    va, vb = first.splits[0].verification, second.splits[0].verification
+    assert va is not None and vb is not None
+    assert va.templates.item_keys == vb.templates.item_keys
+    for name in ("ids", "item_template", "item_media", "item_score"):
+        assert np.array_equal(getattr(va.templates, name), getattr(vb.templates, name)), name
+
+
+def test_a_tid_mid_with_repeated_lines_is_parsed_every_time(
+    record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tid = Path(record["root"]) / record["files"]["tid_mid"]
+    lines = tid.read_bytes().split(b"\n")
+    tid.write_bytes(b"\n".join([lines[0], *lines]))  # the first line twice
+    first = load(record)
+    assert any("repeated lines were dropped" in w for w in first.warnings)
+    parsed: list[int] = []
+    real = ijbc._parse_table
+    monkeypatch.setattr(ijbc, "_parse_table", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    second = load(record)
+    assert len(parsed) == 2  # tid_mid again (its warning is made by the parse) and landmarks
+    assert second.warnings == first.warnings
+    same(first, second)
+
+
+def test_a_tampered_tid_mid_entry_sends_the_load_to_the_parser(record: dict[str, Any]) -> None:
+    first = load(record)
+    folder = _cache.cache_dir()
+    assert folder is not None
+    (names,) = folder.glob("ijb-tid-*.txt")
+    names.write_text("only-one-name.jpg", encoding="utf-8")  # fewer names than rows
+    same(first, load(record))
+    (table,) = folder.glob("ijb-tid-*.npy")
+    values = np.load(table)
+    values[0, 0] = -5
+    np.save(table, values)
+    names.unlink()
+    same(first, load(record))
+    # each damaged entry was removed, and the parse stored a good one again
+    (table,) = folder.glob("ijb-tid-*.npy")
+    assert int(np.load(table).min()) >= 0
+    assert len(next(folder.glob("ijb-tid-*.txt")).read_text(encoding="utf-8").split()) > 1
 
 
 def test_changed_bytes_are_never_answered_from_the_old_entry(record: dict[str, Any]) -> None:
