@@ -88,18 +88,27 @@ def test_streamed_pooling_equals_in_memory_pooling(
             np.testing.assert_allclose(np.linalg.norm(pooled, axis=1), 1.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("units_per_read", [1, 2, 3, 100])
+@pytest.mark.parametrize(("mode", "fusion"), CASES)
+@pytest.mark.parametrize("units_per_read", [2, 3, 100])
 def test_reads_of_any_size_give_bitwise_identical_features(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, units_per_read: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, units_per_read: int, mode: str, fusion: str
 ) -> None:
+    """Several units per read (the norm factors and flips are then looked up at an offset
+    into the read) give the features of one unit per read, bit for bit, and those equal
+    in-memory pooling."""
     monkeypatch.setattr(pool_store, "UNIT_ROWS", 16)
     path, sets, _ = _world(tmp_path, seed=3)
     with FeatureStore.open(path) as store:
         located = [TemplateSet(t, None, store.index_of(list(t.item_keys))) for t in sets]
-        one = pool_from_store(store, located, mode="media", units_per_read=1)
-        other = pool_from_store(store, located, mode="media", units_per_read=units_per_read)
-    for a, b in zip(one, other, strict=True):
-        assert np.array_equal(a, b)
+        one = pool_from_store(store, located, mode=mode, flip_fusion=fusion, units_per_read=1)
+        other = pool_from_store(
+            store, located, mode=mode, flip_fusion=fusion, units_per_read=units_per_read
+        )
+        for templates, a, b in zip(sets, one, other, strict=True):
+            assert np.array_equal(a, b)
+            np.testing.assert_allclose(
+                b, _reference(store, templates, mode, fusion), rtol=0, atol=1e-12
+            )
 
 
 def test_kept_rows_pool_only_what_is_kept_and_an_emptied_template_is_an_error(
