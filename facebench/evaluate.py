@@ -234,18 +234,36 @@ def downsample_roc(counts: ThresholdCounts, n_points: int = ROC_POINTS) -> dict[
     scale), the operating point with the largest TAR at or below each FAR is kept, plus the
     first and last points. No point is interpolated.
     """
-    fp = counts.n_impostor_accepted
+    imp, gen = counts.impostor_sorted, counts.genuine_sorted
     n_imp = counts.n_impostor
     half = max(n_points // 2, 2)
     budgets = np.concatenate((np.geomspace(1.0, n_imp, half), np.linspace(0.0, n_imp, half)))
-    idx = np.searchsorted(fp, np.floor(budgets + 1e-9), side="right") - 1
-    idx = np.unique(np.concatenate(([0, fp.size - 1], idx)))
-    far = counts.n_impostor_accepted[idx] / n_imp
-    tar = counts.n_genuine_accepted[idx] / counts.n_genuine
+    allowed = np.floor(budgets + 1e-9)
+    # The last operating point with at most `allowed` impostors accepted: the lowest score
+    # above the (allowed + 1)-th highest impostor score (+inf when none is above it); every
+    # score when everything is allowed. Then the first and the last point, in order.
+    within = allowed < imp.size
+    v = imp[imp.size - 1 - allowed[within].astype(np.int64)]
+    next_imp = np.searchsorted(imp, v, side="right")
+    next_gen = np.searchsorted(gen, v, side="right")
+    lowest = min(imp[0], gen[0]) if gen.size else imp[0]
+    thresholds = np.concatenate(
+        (
+            [np.inf, lowest],
+            np.minimum(
+                np.append(imp, np.inf)[next_imp],
+                np.append(gen, np.inf)[next_gen],
+            ),
+            np.full(int((~within).sum()), lowest),
+        )
+    )
+    thresholds = np.unique(thresholds)[::-1]  # distinct, from +inf down
+    fp = imp.size - np.searchsorted(imp, thresholds, side="left")
+    tp = gen.size - np.searchsorted(gen, thresholds, side="left")
     return {
-        "far": [float(x) for x in far],
-        "tar": [float(x) for x in tar],
-        "threshold": [json_float(x) for x in counts.thresholds[idx]],
+        "far": [float(x) for x in fp / n_imp],
+        "tar": [float(x) for x in tp / counts.n_genuine],
+        "threshold": [json_float(x) for x in thresholds],
     }
 
 

@@ -24,26 +24,17 @@ import numpy.typing as npt
 from facebench import __version__, pool_store
 from facebench.errors import FacebenchError, MissingItemsError
 from facebench.evaluate import downsample_roc, store_summary
-from facebench.metrics import auc, count_at_thresholds, equal_error_rate, tar_at_far
+from facebench.metrics import auc, equal_error_rate, tar_at_far
 from facebench.pool_store import TemplateSet, pool_from_store
 from facebench.report import SplitReport
 from facebench.store import FeatureStore
+from facebench.template_scores import resolve_precision, score_pairs
 from protocols import Split, TemplateProtocol, Templates
 
-PAIR_CHUNK = 1 << 15
 DEFAULT_MEMORY_MIB = 256
 """Working memory of the streamed stages (store reads, score blocks) unless told."""
 MIN_MEMORY_MIB = 16
 _MIB = 1 << 20  # bytes per MiB of the budget (tests shrink it to exercise many blocks)
-SCORE_BLOCK_BYTES = 1 << 26
-"""Scores per matrix product in :func:`chunked_scores` (64 MiB of float64)."""
-MASKED_BLOCKS = 16
-"""Up to this many blocks, :func:`chunked_scores` finds a block's pairs with one pass over
-the pairs' block numbers; beyond, with one stable sort (no (P,) permutation below it)."""
-DENSE_PAIRS = 1 / 64
-"""Pairs per (left template x right template) from which matrix products score the pairs:
-per element, a float64 matrix product costs 1/100 to 1/200 of a gathered dot product
-(measured at IJB-C size: 3,531 x 19,593 templates, 15.7 M pairs)."""
 DEFAULT_FAR = {"ijba": (1e-4, 1e-3, 1e-2)}
 DEFAULT_FAR_WIDE = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_FPIR = (0.01, 0.1)
@@ -63,6 +54,7 @@ class SplitOptions:
     splits: tuple[int, ...] | None = None
     allow_skipped: bool = False
     label: str | None = None
+    score_precision: str = "auto"
 
 
 IntArray = npt.NDArray[np.int64]
@@ -121,106 +113,6 @@ def _locate(
             store.index_of([k for k in protocol.items if k not in absent])
             raise
     return located, warnings
-
-
-def _used(index: npt.NDArray[np.integer[Any]], n: int) -> tuple[IntArray, npt.NDArray[np.int32]]:
-    """The distinct values of ``index`` (ascending) and a map value -> its position."""
-    used = np.zeros(n, dtype=bool)
-    used[index] = True
-    position = np.cumsum(used, dtype=np.int32)
-    position -= 1
-    return np.flatnonzero(used), position
-
-
-def _block_key_dtype(n_blocks: int) -> type[np.integer[Any]]:
-    """The narrowest unsigned dtype for block numbers (numpy radix-sorts 8/16-bit keys)."""
-    if n_blocks <= 1 << 8:
-        return np.uint8
-    return np.uint16 if n_blocks <= 1 << 16 else np.int64
-
-
-def chunked_scores(
-    pooled: npt.NDArray[np.float64],
-    left: npt.NDArray[np.integer[Any]],
-    right: npt.NDArray[np.integer[Any]],
-    *,
-    block_bytes: int = SCORE_BLOCK_BYTES,
-) -> npt.NDArray[np.float64]:
-    """Dot products of template pairs, float64, in memory independent of the pair count.
-
-    ``scores[p] = pooled[left[p]] . pooled[right[p]]``. When the pairs are dense among the
-    templates they use (IJB-B/C: every probe against a large share of the gallery), the
-    dot products are read off matrix products: the left templates are taken
-    ``SCORE_BLOCK_BYTES`` of scores at a time, ``block @ right_templates.T`` (float64 BLAS),
-    and each pair of the block picks its element. Otherwise each pair's two rows are
-    gathered and multiplied, ``PAIR_CHUNK`` pairs at a time. Both are float64 dot products
-    of the same float64 vectors; they differ only in the order of the D additions (a few
-    units in the last place, well within 1e-12 for unit vectors).
-
-    Parameters
-    ----------
-    pooled : ndarray of float64, shape (T, D)
-    left, right : ndarray of int, shape (P,)
-        Rows of ``pooled`` of each pair.
-
-    Returns
-    -------
-    ndarray of float64, shape (P,)
-    """
-    scores = np.empty(left.size, dtype=np.float64)
-    if left.size == 0:
-        return scores
-    lefts, left_position = _used(left, pooled.shape[0])
-    rights, right_position = _used(right, pooled.shape[0])
-    if left.size < DENSE_PAIRS * lefts.size * rights.size:
-        for start in range(0, left.size, PAIR_CHUNK):
-            stop = start + PAIR_CHUNK
-            scores[start:stop] = np.einsum(
-                "ij,ij->i", pooled[left[start:stop]], pooled[right[start:stop]]
-            )
-        return scores
-    width = rights.size
-    # At least two rows a block: numpy sends a one-row product to the matrix-vector kernel,
-    # which sums in another order, and a score must not depend on the memory budget.
-    block = int(max(min(2, lefts.size), min(lefts.size, block_bytes // (8 * width))))
-    n_blocks = -(-lefts.size // block)
-    # Per pair: its block of left templates, and the element of that block's score matrix
-    # it reads (int32: a block holds at most SCORE_BLOCK_BYTES / 8 elements).
-    in_block = np.empty(left.size, dtype=_block_key_dtype(n_blocks))
-    element = np.empty(left.size, dtype=np.int32)
-    for start in range(0, left.size, PAIR_CHUNK * 32):
-        stop = start + PAIR_CHUNK * 32
-        position = left_position[left[start:stop]]
-        in_block[start:stop] = position // block
-        position %= block
-        position *= width
-        position += right_position[right[start:stop]]
-        element[start:stop] = position
-    order = bounds = None
-    if n_blocks > MASKED_BLOCKS:
-        # A stable sort by block (a radix sort for 8- and 16-bit keys).
-        order = np.argsort(in_block, kind="stable")
-        bounds = np.concatenate(([0], np.cumsum(np.bincount(in_block, minlength=n_blocks))))
-        element = element[order]
-    right_rows = pooled[rights].T
-    left_rows = pooled[lefts]
-    matrix = np.empty((block, width), dtype=np.float64)
-    for k in range(n_blocks):
-        rows = left_rows[k * block : (k + 1) * block]
-        if rows.shape[0] == 1 < block:  # a last block of one row: padded to two (see above)
-            padded = np.matmul(np.concatenate((rows, rows)), right_rows, out=matrix[:2])
-            product = padded[:1].reshape(-1)
-        else:
-            product = np.matmul(rows, right_rows, out=matrix[: rows.shape[0]]).reshape(-1)
-        if n_blocks == 1:
-            np.take(product, element, out=scores)
-        elif order is None or bounds is None:
-            pairs = np.flatnonzero(in_block == k)  # file order
-            scores[pairs] = product[element[pairs]]
-        else:
-            a, b = int(bounds[k]), int(bounds[k + 1])
-            scores[order[a:b]] = product[element[a:b]]
-    return scores
 
 
 def _mean_std(values: list[float]) -> dict[str, float | None]:
@@ -340,12 +232,20 @@ def evaluate_templates(
         entry: dict[str, Any] = {"split": split.split}
         ver = split.verification
         if ver is not None:
-            scores = chunked_scores(
-                take(ver.templates), ver.left, ver.right, block_bytes=score_block_bytes
+            precision = resolve_precision(
+                options.score_precision, int(ver.left.size), options.tar_rule
             )
-            tick("score")
-            counts = count_at_thresholds(scores, ver.is_same)
-            tick("counts")
+            scored = score_pairs(
+                take(ver.templates),
+                ver.left,
+                ver.right,
+                ver.is_same,
+                far_targets,
+                precision=precision,
+                block_bytes=score_block_bytes,
+                timer=tick,
+            )
+            scores, counts = scored.scores, scored.counts
             eer = equal_error_rate(counts)
             entry.update(
                 n_templates=ver.templates.n_templates,
@@ -358,7 +258,9 @@ def evaluate_templates(
                     _operating(p) for p in tar_at_far(counts, far_targets, options.tar_rule)
                 ],
                 roc=downsample_roc(counts),
+                score_precision=scored.entry(),
             )
+            del scored
             del counts  # its sorted copies of the scores: before the next split's exist
             tick("metrics")
             pair_parts["split"].append(np.full(scores.size, split.split, dtype=np.int16))
@@ -503,7 +405,11 @@ def summarize(
 
 def _conventions(options: SplitOptions, far_targets: Sequence[float]) -> dict[str, Any]:
     return {
-        "score": "cosine similarity of pooled template features, float64",
+        "score": (
+            "cosine similarity of pooled template features (float64 templates); each"
+            " split's score_precision says how its 1:1 scores were computed"
+        ),
+        "score_precision": options.score_precision,
         "decision": "accept when score >= threshold",
         "pooling": options.pooling,
         "flip_fusion": options.flip_fusion,

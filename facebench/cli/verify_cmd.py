@@ -43,6 +43,7 @@ _SCORING_OPTIONS = {
     "allow_skipped": "--allow-skipped",
     "memory_mib": "--memory-budget",
     "fpir_targets": "--fpir",
+    "score_precision": "--score-precision",
 }
 
 
@@ -165,6 +166,16 @@ def _protocol_and_store(protocol_name: str | None, features: Path | None) -> tup
     help="Reproduce another tool's k-fold accuracy rule.",
 )
 @scoring_options
+@click.option(
+    "--score-precision",
+    type=click.Choice(["auto", "float64", "float32"]),
+    default="auto",
+    show_default=True,
+    help="IJB protocols: float64 scores for every pair, or float32 products with every"
+    " genuine pair and the impostor pairs near each TAR@FAR threshold re-scored in float64"
+    " (TAR@FAR exactly the float64 one; AUC/EER/ROC float32-accurate elsewhere, within"
+    " about 3e-5). auto: float32 from 2**20 pairs under --tar-rule exact (IJB-B/C).",
+)
 @click.option("--label", default=None, help="A name for this report (legend of plot-roc).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def verify_command(
@@ -186,6 +197,7 @@ def verify_command(
     n_frames: int | None,
     allow_skipped: bool,
     memory_mib: int | None,
+    score_precision: str,
     label: str | None,
     overwrite: bool,
 ) -> None:
@@ -246,6 +258,7 @@ def verify_command(
             splits=split_numbers or None,
             allow_skipped=allow_skipped,
             label=label,
+            score_precision=score_precision,
         )
         split_report, pair_data = evaluate_templates(
             protocol, store, split_options, memory_mib=memory_mib
@@ -255,7 +268,11 @@ def verify_command(
         return
     from facebench.evaluate import evaluate_pairs
 
-    for given, option in ((fpir_targets, "--fpir"), (memory_mib, "--memory-budget")):
+    for given, option in (
+        (fpir_targets, "--fpir"),
+        (memory_mib, "--memory-budget"),
+        (score_precision == "float32", "--score-precision float32"),
+    ):
         if given:
             raise FacebenchError(f"{option} is for IJB protocols, not --protocol {name}")
     options = VerifyOptions(

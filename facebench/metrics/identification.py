@@ -441,16 +441,12 @@ def open_set_counts(result: SearchResult) -> ThresholdCounts:
         labels = np.arange(scores.size) < at_rank_1.size
         counts = count_at_thresholds(scores, labels)
         return replace(counts, n_genuine=result.n_mated)
-    # No mate at rank 1: nothing is ever identified. A stand-in genuine score equal to the
-    # highest non-mated one leaves the thresholds as they are; its count is then dropped.
+    # No mate at rank 1: nothing is ever identified. A stand-in genuine score lets the
+    # scores be checked as any others; it is then dropped (the thresholds are the non-mated
+    # top scores, and no genuine score is ever accepted).
     scores = np.concatenate(([nonmated_top.max()], nonmated_top))
     counts = count_at_thresholds(scores, np.arange(scores.size) == 0)
-    return replace(
-        counts,
-        n_genuine_accepted=np.zeros_like(counts.n_genuine_accepted),
-        n_genuine=result.n_mated,
-        genuine_sorted=np.zeros(0, dtype=np.float64),
-    )
+    return replace(counts, genuine_sorted=np.zeros(0, dtype=np.float64), n_genuine=result.n_mated)
 
 
 def tpir_at_fpir(

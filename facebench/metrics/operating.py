@@ -51,38 +51,48 @@ class OperatingPoint:
     rule: str
 
 
+def allowed_false_accepts(far_target: float, n_impostor: int) -> int:
+    """``floor(far_target x n_impostor)``, in exact rational arithmetic on the decimal the
+    user wrote (1e-3 x 1000 is exactly 1)."""
+    return math.floor(Fraction(repr(float(far_target))) * n_impostor)
+
+
 def _allowed_false_accepts(counts: ThresholdCounts, far_target: float) -> int:
-    # Exact rational arithmetic on the decimal the user wrote: 1e-3 * 1000 is exactly 1.
-    return math.floor(Fraction(repr(float(far_target))) * counts.n_impostor)
-
-
-def _point(counts: ThresholdCounts, i: int, far_target: float, rule: str) -> OperatingPoint:
-    fp = int(counts.n_impostor_accepted[i])
-    return OperatingPoint(
-        far_target=float(far_target),
-        tar=float(counts.n_genuine_accepted[i] / counts.n_genuine),
-        threshold=float(counts.thresholds[i]),
-        far_achieved=fp / counts.n_impostor,
-        n_impostors_at_or_above=fp,
-        resolution_limited=far_target * counts.n_impostor < 1,
-        rule=rule,
-    )
+    return allowed_false_accepts(far_target, counts.n_impostor)
 
 
 def tar_exact(counts: ThresholdCounts, far_target: float) -> OperatingPoint:
     """facebench default: the operating point with the largest TAR whose FAR <= target.
 
-    The FAR budget is ``floor(target * n_impostor)`` false accepts, computed exactly from
+    The FAR budget is ``k = floor(target * n_impostor)`` false accepts, computed exactly from
     the decimal value of the target. Among the points within the budget that reach the
     largest TAR, the one with the fewest false accepts (the highest threshold) is
     reported. When the budget is 0 the point lies above the highest impostor score and is
     flagged ``resolution_limited``. As bob.measure's ``far_threshold``.
+
+    Read off the sorted scores: with ``v`` the ``(k + 1)``-th highest impostor score
+    (``-inf`` when ``k >= n_impostor``), the points within the budget are the thresholds
+    above ``v``; the largest TAR among them counts the ``c`` genuine scores above ``v``, and
+    the highest threshold that keeps them all is the ``c``-th highest genuine score
+    (``+inf`` when ``c = 0``). The same point as the first threshold where
+    ``n_genuine_accepted`` reaches its value at the last threshold with
+    ``n_impostor_accepted <= k`` (tested).
     """
     allowed = _allowed_false_accepts(counts, far_target)
-    last = int(np.searchsorted(counts.n_impostor_accepted, allowed, side="right")) - 1
-    tp = counts.n_genuine_accepted
-    i = int(np.searchsorted(tp, tp[last], side="left"))
-    return _point(counts, i, far_target, "exact")
+    imp, gen = counts.impostor_sorted, counts.genuine_sorted
+    v = -np.inf if allowed >= imp.size else float(imp[imp.size - 1 - allowed])
+    above = gen.size - int(np.searchsorted(gen, v, side="right"))
+    threshold = float(gen[gen.size - above]) if above else np.inf
+    fp = counts.impostors_at_or_above(threshold)
+    return OperatingPoint(
+        far_target=float(far_target),
+        tar=float(np.int64(above) / counts.n_genuine),
+        threshold=threshold,
+        far_achieved=fp / counts.n_impostor,
+        n_impostors_at_or_above=fp,
+        resolution_limited=far_target * counts.n_impostor < 1,
+        rule="exact",
+    )
 
 
 def tar_nearest(counts: ThresholdCounts, far_target: float) -> OperatingPoint:

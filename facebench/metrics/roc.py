@@ -75,16 +75,15 @@ def auc(counts: ThresholdCounts) -> float:
 
     Equal to the probability that a random genuine score exceeds a random impostor score,
     ties counting one half (the Mann-Whitney statistic), as scikit-learn's
-    ``roc_auc_score``. Accumulated in exact integer arithmetic.
+    ``roc_auc_score``: twice the area, in units of one genuine x one impostor, is the sum
+    over genuine scores ``g`` of (impostors below ``g``) + (impostors at or below ``g``),
+    in exact integer arithmetic, read off the sorted scores by binary search.
     """
-    tp = counts.n_genuine_accepted
-    fp = counts.n_impostor_accepted
-    # twice the area in units of one genuine x one impostor, a block of segments at a time
-    # (exact integers: the same sum in any blocks; no (m,) temporaries at 15 M thresholds)
-    twice = 0
-    for a in range(0, tp.size - 1, _BLOCK):
-        b = min(a + _BLOCK, tp.size - 1)
-        twice += int(np.sum(np.diff(fp[a : b + 1]) * (tp[a + 1 : b + 1] + tp[a:b]), dtype=np.int64))
+    imp = counts.impostor_sorted
+    gen = counts.genuine_sorted
+    below = np.searchsorted(imp, gen, side="left")
+    at_or_below = np.searchsorted(imp, gen, side="right")
+    twice = int(below.sum(dtype=np.int64)) + int(at_or_below.sum(dtype=np.int64))
     return twice / (2 * counts.n_genuine * counts.n_impostor)
 
 
@@ -116,28 +115,36 @@ def equal_error_rate(counts: ThresholdCounts) -> EqualErrorRate:
     EER is the FAR (= FRR) there. This is the intersection of the piecewise-linear ROC with
     the line TAR = 1 - FAR, so it does not depend on any threshold grid.
     """
-    fp, tp = counts.n_impostor_accepted, counts.n_genuine_accepted
     n_imp, n_gen = counts.n_impostor, counts.n_genuine
+    imp, gen = counts.impostor_sorted, counts.genuine_sorted
 
-    def far(j: int) -> float:
-        return float(np.float64(fp[j]) / n_imp)
+    def d(t: float) -> float:  # far - frr at threshold t, with numpy's float64 operations
+        fp = np.float64(counts.impostors_at_or_above(t))
+        tp = np.float64(counts.genuine_at_or_above(t))
+        return float(fp / n_imp - (1.0 - tp / n_gen))
 
-    def d(j: int) -> float:  # far - frr, with numpy's float64 operations, point by point
-        return float(np.float64(fp[j]) / n_imp - (1.0 - np.float64(tp[j]) / n_gen))
-
-    # d is non-decreasing (IEEE division and subtraction are monotone) with d[-1] == 1: the
-    # first point with d >= 0 by bisection, as numpy.searchsorted(d, 0.0) finds it, without
-    # (m,) float arrays (15 M thresholds at IJB-C size)
-    lo, hi = 0, tp.size - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if d(mid) >= 0.0:
-            hi = mid
-        else:
-            lo = mid + 1
-    i = lo
-    if d(i) == 0.0 or i == 0:
-        return EqualErrorRate(eer=far(i), threshold=float(counts.thresholds[i]))
-    lam = -d(i - 1) / (d(i) - d(i - 1))
-    eer = far(i - 1) + lam * (far(i) - far(i - 1))
-    return EqualErrorRate(eer=float(eer), threshold=float(counts.thresholds[i]))
+    # d is non-increasing in t (IEEE division and subtraction are monotone), -1 at +inf and
+    # +1 at the lowest score: the first operating point with d >= 0 is at the highest
+    # score t with d(t) >= 0, found by bisection in each class's sorted scores.
+    best = -np.inf
+    for scores in (imp, gen):
+        lo, hi = 0, scores.size  # d(scores[j]) >= 0 for j < the answer, < 0 from it on
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if d(float(scores[mid])) >= 0.0:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo:
+            best = max(best, float(scores[lo - 1]))
+    t = best
+    far_t = float(np.float64(counts.impostors_at_or_above(t)) / n_imp)
+    d_t = d(t)
+    if d_t == 0.0:
+        return EqualErrorRate(eer=far_t, threshold=t)
+    previous = counts.next_above(t)  # the operating point before (+inf: nothing accepted)
+    d_prev = d(previous)
+    far_prev = float(np.float64(counts.impostors_at_or_above(previous)) / n_imp)
+    lam = -d_prev / (d_t - d_prev)
+    eer = far_prev + lam * (far_t - far_prev)
+    return EqualErrorRate(eer=float(eer), threshold=t)

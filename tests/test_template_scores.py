@@ -1,0 +1,239 @@
+"""Template pair scores in float32 with float64 re-scores (facebench.template_scores): the
+error bound holds, the re-score is its definition, and a whole IJB-C-shaped evaluation in
+float32 gives the float64 TAR at every FAR, at any memory budget and from the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from ijbc_fixtures import write_ijbc
+
+import facebench.evaluate_splits as evaluate_splits
+import facebench.pool_store as pool_store
+import facebench.template_scores as template_scores
+from facebench.cli import cli
+from facebench.errors import FacebenchError
+from facebench.evaluate_splits import SplitOptions, evaluate_templates
+from facebench.metrics import count_at_thresholds, tar_at_far
+from facebench.pooling import pool_templates
+from facebench.store import FeatureStore, create_store, normalize_rows
+from facebench.template_scores import (
+    FLOAT32_MIN_PAIRS,
+    chunked_scores,
+    float32_bound,
+    rescore,
+    resolve_precision,
+)
+from protocols.ijbc import load_ijbc
+
+FARS = (1e-3, 1e-2, 0.05, 0.1, 0.3, 1.0)
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int, kind: str) -> np.ndarray:
+    if kind == "gaussian":
+        x = rng.standard_normal((n, d))
+    elif kind == "spiky":  # one large coordinate: products of very different sizes
+        x = rng.standard_normal((n, d)) * 1e-3
+        x[np.arange(n), rng.integers(0, d, n)] = 1.0
+    else:  # "aligned": all rows near one direction, scores near 1
+        x = rng.standard_normal((n, d)) * 1e-2 + 1.0
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "spiky", "aligned"])
+@pytest.mark.parametrize("d", [3, 64, 512])
+def test_float32_products_lie_within_the_bound(kind: str, d: int) -> None:
+    rng = np.random.default_rng(d)
+    pooled = unit_rows(rng, 300, d, kind)
+    left = rng.integers(0, 60, 20_000)
+    right = rng.integers(60, 300, 20_000)
+    approx = chunked_scores(pooled.astype(np.float32), left, right)
+    exact = rescore(pooled, left, right)
+    max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", pooled, pooled))))
+    bound = float32_bound(d, max_norm)
+    error = np.abs(approx.astype(np.float64) - exact)
+    assert error.max() <= bound
+    assert error.max() > 0  # float32 really differs: the test measures something
+    # the bound is about (D + 2) float32 roundoffs
+    assert bound == pytest.approx((d + 2) * 2.0**-24, rel=0.01)
+
+
+def test_rescore_is_the_sum_of_products_in_feature_order() -> None:
+    rng = np.random.default_rng(0)
+    pooled = unit_rows(rng, 50, 37, "gaussian")
+    left, right = rng.integers(0, 50, 300), rng.integers(0, 50, 300)
+    got = rescore(pooled, left, right)
+    for i in range(left.size):
+        a, b = pooled[left[i]].tolist(), pooled[right[i]].tolist()
+        total = a[0] * b[0]
+        for k in range(1, len(a)):
+            total = total + a[k] * b[k]  # Python floats: one rounding per operation
+        assert got[i] == total
+        assert abs(total - math.fsum(x * y for x, y in zip(a, b, strict=True))) < 1e-15
+    # the same number for the same rows, whatever the batch
+    order = rng.permutation(left.size)
+    np.testing.assert_array_equal(rescore(pooled, left[order], right[order]), got[order])
+
+
+def test_resolve_precision() -> None:
+    assert resolve_precision("auto", FLOAT32_MIN_PAIRS - 1, "exact") == "float64"
+    assert resolve_precision("auto", FLOAT32_MIN_PAIRS, "exact") == "float32"
+    assert resolve_precision("auto", FLOAT32_MIN_PAIRS, "nearest") == "float64"
+    assert resolve_precision("float32", 10, "exact") == "float32"
+    assert resolve_precision("float64", 10**9, "exact") == "float64"
+    with pytest.raises(FacebenchError, match="exact TAR rule only"):
+        resolve_precision("float32", 10, "nearest")
+    with pytest.raises(FacebenchError, match="--score-precision in"):
+        resolve_precision("half", 10, "exact")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("f32") / "IJB-C"
+    record = write_ijbc(
+        root,
+        n_subjects=30,
+        templates_per_subject=4,
+        images_per_template=3,
+        seed=5,
+        impostors_per_probe=40,
+    )
+    keys = sorted(record["scores"])
+    subject_of = {
+        f"loose_crop/{name}": record["subjects"][tid] for name, tid, _ in record["images"]
+    }
+    rng = np.random.default_rng(7)
+    # subject directions plus noise: genuine pairs score high, impostors spread around 0
+    base = {s: rng.standard_normal(24) for s in sorted(set(subject_of.values()))}
+    feats = np.stack([base[subject_of[k]] * 0.3 + rng.standard_normal(24) for k in keys])
+    unit, norms = normalize_rows(feats)
+    store = root.parent / "s.h5"
+    create_store(store, keys, unit, norms, model="m")
+    return {"root": root, "store": store}
+
+
+def evaluate(world: dict[str, Any], precision: str, memory_mib: int | None = None) -> Any:
+    protocol = load_ijbc(world["root"], detector_scores=False)
+    return evaluate_templates(
+        protocol,
+        world["store"],
+        SplitOptions(pooling="media", far_targets=FARS, score_precision=precision),
+        memory_mib=memory_mib,
+    )
+
+
+def brute_force(world: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair's float64 score from templates pooled here, and the labels."""
+    protocol = load_ijbc(world["root"], detector_scores=False)
+    (split,) = protocol.splits
+    ver = split.verification
+    templates = ver.templates
+    with FeatureStore.open(world["store"]) as store:
+        unit, norms = store.read_rows(store.index_of(list(templates.item_keys)))
+    pooled = pool_templates(
+        unit.astype(np.float64),
+        norms.astype(np.float64),
+        templates.item_template,
+        templates.item_media,
+        templates.n_templates,
+        mode="media",
+    )
+    scores = np.einsum("ij,ij->i", pooled[ver.left], pooled[ver.right])
+    return scores, ver.is_same
+
+
+def test_float32_scoring_gives_the_float64_tar_at_every_far(world: dict[str, Any]) -> None:
+    r64, d64 = evaluate(world, "float64")
+    r32, d32 = evaluate(world, "float32")
+    (e64,) = r64.splits
+    (e32,) = r32.splits
+    assert e64["score_precision"]["precision"] == "float64"
+    info = e32["score_precision"]
+    assert info["precision"] == "float32"
+    assert info["n_rescored"] >= e32["n_genuine"]
+    assert r32.conventions["score_precision"] == "float32"
+    tars = [p["tar"] for p in e32["tar_at_far"]]
+    assert 0 < tars[0] < tars[-2] < 1  # genuine pairs score higher, not perfectly
+    truth, is_same = brute_force(world)
+    expected = tar_at_far(count_at_thresholds(truth, is_same), FARS, "exact")
+    for got, want, other in zip(e32["tar_at_far"], expected, e64["tar_at_far"], strict=True):
+        assert got["tar"] == want.tar == other["tar"]
+        assert got["n_impostors_at_or_above"] == want.n_impostors_at_or_above
+        assert got["far_achieved"] == want.far_achieved
+        # float64 scores computed three ways differ in the last place at most
+        assert got["threshold"] == pytest.approx(want.threshold, abs=1e-12)
+    # per pair: genuine pairs exact, the others within the bound
+    np.testing.assert_allclose(d32["score"][is_same], truth[is_same], rtol=0, atol=1e-12)
+    assert np.abs(d32["score"] - d64["score"]).max() <= info["error_bound"]
+    assert abs(e32["auc"] - e64["auc"]) < 1e-6
+    for key in ("split", "left", "right", "is_same"):
+        np.testing.assert_array_equal(d32[key], d64[key])
+
+
+def test_float32_reports_do_not_depend_on_the_memory_budget(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generous, generous_data = evaluate(world, "float32", 4096)
+    products: list[int] = []
+    real_matmul = np.matmul
+    monkeypatch.setattr(
+        template_scores.np,
+        "matmul",
+        lambda a, b, **k: products.append(a.shape[0]) or real_matmul(a, b, **k),
+    )
+    monkeypatch.setattr(pool_store, "UNIT_ROWS", pool_store.UNIT_ROWS)
+    monkeypatch.setattr(evaluate_splits, "_MIB", 64)  # 16 "MiB" = 1 KiB of working memory
+    tiny, tiny_data = evaluate(world, "float32", 16)
+    monkeypatch.undo()
+    assert max(products) == 2 and len(products) > 4
+    a, b = generous.to_dict(), tiny.to_dict()
+    a.pop("created")
+    b.pop("created")
+    assert a == b
+    for key in generous_data:
+        np.testing.assert_array_equal(tiny_data[key], generous_data[key])
+
+
+def run_verify(world: dict[str, Any], out: Path, *extra: str) -> Any:
+    return CliRunner().invoke(
+        cli,
+        [
+            "verify",
+            "--protocol",
+            "ijbc",
+            "--protocol-dir",
+            str(world["root"]),
+            "--features",
+            str(world["store"]),
+            "--far",
+            "1e-2,1e-1",
+            "--json",
+            str(out),
+            *extra,
+        ],
+    )
+
+
+def test_the_cli_option(world: dict[str, Any], tmp_path: Path) -> None:
+    reports = {}
+    for precision in ("float64", "float32", "auto"):
+        out = tmp_path / f"{precision}.json"
+        result = run_verify(world, out, "--score-precision", precision)
+        assert result.exit_code == 0, result.output
+        reports[precision] = json.loads(out.read_text(encoding="utf-8"))
+    (auto,) = reports["auto"]["splits"]
+    assert auto["score_precision"]["precision"] == "float64"  # a small protocol
+    (f32,) = reports["float32"]["splits"]
+    assert [p["tar"] for p in f32["tar_at_far"]] == [p["tar"] for p in auto["tar_at_far"]]
+    result = run_verify(
+        world, tmp_path / "n.json", "--score-precision", "float32", "--tar-rule", "nearest"
+    )
+    assert result.exit_code != 0
+    assert "exact TAR rule only" in result.output
+    assert not (tmp_path / "n.json").exists()
