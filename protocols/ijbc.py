@@ -51,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -401,10 +402,23 @@ PAIRS_CACHE_VERSION = 1
 """Bumped whenever the pair parser could read a file differently (old entries are unused)."""
 
 
+def _read_hashed(path: Path) -> tuple[bytes, str]:
+    """A file's bytes (without a BOM) and its sha256, as :func:`protocols._text._read`."""
+    digests: dict[Path, str] = {}
+    data = _read(path, digests)
+    return data, digests[path]
+
+
 def _pairs(
-    root: Path, pairs_rel: str, ids: IntArray, tid_rel: str, digests: dict[Path, str]
+    root: Path,
+    pairs_rel: str,
+    data: bytes,
+    ids: IntArray,
+    tid_rel: str,
+    digests: dict[Path, str],
 ) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], _Table]:
-    """Positions in ``ids`` of both templates of each pair, is_same, the parsed table.
+    """Positions in ``ids`` of both templates of each pair, is_same, the parsed table
+    (``data``: the pair file's bytes, its sha256 in ``digests``).
 
     A file without blank lines is parsed once per content: the result (both positions
     and the label of each pair) is kept in :mod:`protocols._cache` under the sha256 of the
@@ -412,7 +426,6 @@ def _pairs(
     used only if every value is one a parse can give, else the file is parsed again.
     """
     path = root / pairs_rel
-    data = _read(path, digests)
     position = _lookup(ids)
     # The positions depend on the pair file and on the template ids tid_mid lists.
     key = hashlib.sha256(
@@ -686,8 +699,16 @@ def load_ijb(
 
     warnings: list[str] = []
     digests: dict[Path, str] = {}
-    templates, counts = _images(root, tid_rel, pts_rel, warnings, digests)
-    left, right, is_same, pair_table = _pairs(root, pairs_rel, templates.ids, tid_rel, digests)
+    # The pair file (233 MB for IJB-C) is read and hashed in a thread while the image list
+    # is parsed (file reads and hashing run without the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pair_file = pool.submit(_read_hashed, root / pairs_rel)
+        templates, counts = _images(root, tid_rel, pts_rel, warnings, digests)
+        pair_data, digests[root / pairs_rel] = pair_file.result()
+    left, right, is_same, pair_table = _pairs(
+        root, pairs_rel, pair_data, templates.ids, tid_rel, digests
+    )
+    del pair_data
     counts.update(
         pairs=int(is_same.size),
         genuine=int(is_same.sum()),
