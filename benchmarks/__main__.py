@@ -11,10 +11,10 @@ Run from the repository root::
 Sizes. ``quick``: small data, wiring only. ``default`` (``make bench``, under 10 minutes on
 2 cores once the generated data are cached): LFW-style 10-fold on 6,000 and 1,000,000
 pairs; extraction with iresnet-50 and a small CNN; IJB-C 1:1 at release size with its
-baseline; 1:N search on a 100,000-item gallery. ``full`` (``make bench-full``): the same,
-with the k-fold baseline on 1,000,000 pairs and the 1:N search on a 1,000,000-item gallery
-(MegaFace size). Generated data are cached in ``~/.cache/facebench-bench``
-(``$FACEBENCH_BENCH_CACHE``).
+baseline; 1:N search of 1,000 probes in a 1,000,000-item gallery (and the same sharded).
+``full`` (``make bench-full``): the same, with the k-fold baseline on 1,000,000 pairs and the
+1:N search of 10,000 probes in the 1,000,000-item gallery (MegaFace size). Generated data
+are cached in ``~/.cache/facebench-bench`` (``$FACEBENCH_BENCH_CACHE``).
 
 Every benchmark runs each side in its own process and ends with ``BENCH <name>: ratio=...``
 lines (docs/performance.md). ``--json`` writes one benchmark's numbers as its module does,

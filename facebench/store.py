@@ -905,6 +905,7 @@ class FeatureStore:
         self.info = info
         self.ids = ids
         self._index = _index_ids(ids, f"{info.path}: ids")
+        self._layouts: dict[str, tuple[int, np.ndarray] | None] = {}
 
     @classmethod
     def open(cls, path: str | Path) -> FeatureStore:
@@ -1011,6 +1012,11 @@ class FeatureStore:
         else:
             unique, inverse = np.unique(positions, return_inverse=True)
         names = self._names(flip)
+        if inverse is None and unique.size and int(unique[-1]) - int(unique[0]) + 1 == unique.size:
+            mapped = self._mapped(names, int(unique[0]), unique.size)
+            if mapped is not None:
+                self._check(unique, *mapped, names[0])
+                return mapped
         features = np.empty((unique.size, self.info.dim), dtype=np.float32)
         norms = np.empty(unique.size, dtype=np.float32)
         dataset = self._handle[names[0]]
@@ -1030,6 +1036,81 @@ class FeatureStore:
         if inverse is None:
             return features, norms
         return features[inverse.ravel()], norms[inverse.ravel()]
+
+    def _mapped(
+        self, names: tuple[str, str], first: int, n: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows ``first .. first + n - 1`` from read-only memory maps of the file's bytes,
+        and their norms; None unless the features are stored unfiltered as little-endian
+        float32 in whole-row chunks (how facebench writes a store; :meth:`_layout`). When
+        the rows' chunks lie back to back in the file the result is one map, no copy: the
+        pages come from the operating system's file cache and go when the array does;
+        otherwise the maps of each back-to-back stretch are copied into one array."""
+        layout = self._layout(names[0])
+        if layout is None:
+            return None
+        chunk_rows, offsets = layout
+        dim = self.info.dim
+        row_bytes = 4 * dim
+        c0, c1 = first // chunk_rows, (first + n - 1) // chunk_rows + 1
+        gaps = np.flatnonzero(np.diff(offsets[c0:c1]) != chunk_rows * row_bytes) + c0 + 1
+        with _h5_errors(self.info.path, "read"):
+            pieces = []
+            for a, b in zip([c0, *gaps.tolist()], [*gaps.tolist(), c1], strict=True):
+                lo, hi = max(first, a * chunk_rows), min(first + n, b * chunk_rows)
+                pieces.append(
+                    np.memmap(
+                        self.info.path,
+                        dtype="<f4",
+                        mode="r",
+                        offset=int(offsets[a]) + (lo - a * chunk_rows) * row_bytes,
+                        shape=(hi - lo, dim),
+                    )
+                )
+            features = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            norms = np.empty(n, dtype=np.float32)
+            self._handle[names[1]].read_direct(norms, np.s_[first : first + n])
+        return features, norms
+
+    def _layout(self, name: str) -> tuple[int, np.ndarray] | None:
+        """(rows per chunk, file offset of each chunk) of dataset ``name`` when its rows can
+        be mapped: no filters, little-endian float32, contiguous or chunked by whole rows,
+        every chunk allocated inside the file; else None (read through h5py)."""
+        if name in self._layouts:
+            return self._layouts[name]
+        found: tuple[int, np.ndarray] | None = None
+        dataset = self._handle[name]
+        dim = self.info.dim
+        try:
+            size = os.path.getsize(self.info.path)
+            plain = (
+                dataset.dtype.str == "<f4"
+                and dataset.ndim == 2
+                and dataset.shape[1] == dim
+                and dataset.shape[0] > 0
+                and dataset.id.get_create_plist().get_nfilters() == 0
+            )
+            if plain and dataset.chunks is None:
+                offset = dataset.id.get_offset()
+                if offset is not None:
+                    found = (dataset.shape[0], np.array([int(offset)], dtype=np.int64))
+            elif plain and dataset.chunks is not None and dataset.chunks[1] == dim:
+                chunk_rows = dataset.chunks[0]
+                infos = [
+                    dataset.id.get_chunk_info_by_coord((i * chunk_rows, 0))
+                    for i in range(-(-dataset.shape[0] // chunk_rows))
+                ]
+                if all(i.size == chunk_rows * dim * 4 and i.byte_offset is not None for i in infos):
+                    offsets = np.array([int(i.byte_offset) for i in infos], dtype=np.int64)
+                    found = (chunk_rows, offsets)
+            if found is not None:
+                chunk_bytes = found[0] * dim * 4
+                if int(found[1].min()) < 0 or int(found[1].max()) + chunk_bytes > size:
+                    found = None  # a damaged file: h5py's read says what is wrong
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError):
+            found = None  # unallocated chunks, an old HDF5 library: read through h5py
+        self._layouts[name] = found
+        return found
 
     def read_ids(self, ids: Sequence[str], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Features and norms of ``ids``, in the order given (see :meth:`index_of`)."""

@@ -559,3 +559,99 @@ def test_failed_append_leaves_the_store_as_it_was(
         assert store.ids == ids[:n_before]
     after = append_to_store(path, ids[n_before:], features[n_before:], norms[n_before:])
     assert after.content_sha256 == reference_checksum(ids, features, norms)
+
+
+# --- rows read as a memory map of the file -------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("n", [1, 700, 1300])
+def test_contiguous_rows_are_mapped_when_the_layout_allows(
+    tmp_path: Path, compression: str | None, n: int
+) -> None:
+    """A run of consecutive rows of an unfiltered store is a read-only memory map of the
+    file (no copy); a compressed store is read through h5py; both give h5py's values."""
+    import h5py
+
+    rng = np.random.default_rng(n)
+    unit, norms = normalize_rows(rng.standard_normal((n, 24)))
+    flip, flip_norms = normalize_rows(rng.standard_normal((n, 24)))
+    path = tmp_path / "s.h5"
+    ids = [f"i{k}" for k in range(n)]
+    create_store(
+        path,
+        ids,
+        unit,
+        norms,
+        features_flip=flip,
+        norms_flip=flip_norms,
+        model="m",
+        compression=compression,
+    )
+    with h5py.File(path, "r") as handle:
+        expected = {name: handle[name][...] for name in ("features", "norms", "features_flip")}
+    with FeatureStore.open(path) as store:
+        for first, stop in ((0, n), (n // 3, n), (n - 1, n), (0, max(1, n // 2))):
+            rows = np.arange(first, stop)
+            got, got_norms = store.read_rows(rows)
+            # (a single row is read through h5py: not worth a map)
+            assert isinstance(got, np.memmap) == (compression is None and stop - first > 1)
+            np.testing.assert_array_equal(got, expected["features"][first:stop])
+            np.testing.assert_array_equal(got_norms, expected["norms"][first:stop])
+            got_flip, _ = store.read_rows(rows, flip=True)
+            np.testing.assert_array_equal(got_flip, expected["features_flip"][first:stop])
+        # rows with a gap, or out of order: read and ordered through h5py as before
+        picked = np.array([n - 1, 0]) if n > 1 else np.array([0, 0])
+        got, _ = store.read_rows(picked)
+        assert not isinstance(got, np.memmap)
+        np.testing.assert_array_equal(got, expected["features"][picked])
+
+
+def test_a_damaged_mapped_row_is_reported(tmp_path: Path) -> None:
+    """The mapped rows are checked as read ones are: a NaN written into the file's bytes
+    names its row and id."""
+    rng = np.random.default_rng(0)
+    unit, norms = normalize_rows(rng.standard_normal((600, 16)))
+    path = tmp_path / "s.h5"
+    create_store(path, [f"i{k}" for k in range(600)], unit, norms, model="m")
+    with FeatureStore.open(path) as store:
+        layout = store._layout("features")
+    assert layout is not None
+    offset = int(layout[1][0])  # one chunk of 600 rows
+    with open(path, "r+b") as handle:
+        handle.seek(offset + 517 * 16 * 4 + 8)
+        handle.write(np.float32(np.nan).tobytes())
+    damaged = r"row 517 \(id 'i517'\)"
+    with FeatureStore.open(path) as store, pytest.raises(StoreError, match=damaged):
+        store.read_rows(np.arange(600))
+
+
+def test_mapped_rows_across_chunks_that_are_not_back_to_back(tmp_path: Path) -> None:
+    """Chunks out of row order, or with other data between them (HDF5 may put metadata
+    there): each stretch of back-to-back chunks is mapped and the stretches joined; the
+    values are h5py's."""
+    import h5py
+
+    rng = np.random.default_rng(4)
+    unit, norms = normalize_rows(rng.standard_normal((1000, 8)))
+    path = tmp_path / "s.h5"
+    create_store(path, [f"i{k}" for k in range(1000)], unit, norms, model="m")
+    with h5py.File(path, "r+") as handle:  # rewrite the rows chunk by chunk, other data between
+        values = handle["features"][...]
+        attrs = dict(handle["features"].attrs)
+        del handle["features"]
+        features = handle.create_dataset(
+            "features", shape=values.shape, dtype="<f4", chunks=(100, 8)
+        )
+        for name, value in attrs.items():
+            features.attrs[name] = value
+        for k in (3, 4, 0, 1, 2, 7, 8, 9, 5, 6):  # chunks land in the file in write order
+            features[k * 100 : (k + 1) * 100] = values[k * 100 : (k + 1) * 100]
+    with FeatureStore.open(path) as store:
+        chunk_rows, offsets = store._layout("features")
+        assert chunk_rows == 100
+        assert np.any(np.diff(offsets) != 100 * 8 * 4)  # really not back to back
+        for first, stop in ((0, 1000), (150, 720), (199, 201)):
+            got, got_norms = store.read_rows(np.arange(first, stop))
+            np.testing.assert_array_equal(got, values[first:stop])
+            np.testing.assert_array_equal(got_norms, norms.astype(np.float32)[first:stop])
