@@ -192,14 +192,14 @@ def make_dataset(directory: Path, size: str, seed: int = SEED) -> Dataset:
 def cached_dataset(size: str) -> Dataset:
     """The stores of ``size``, made once and kept in ``_common.CACHE_DIR`` (written to a
     temporary folder renamed into place, so an interrupted run leaves no half cache)."""
-    name = f"search-{size}-seed{SEED}-v{DATA_VERSION}"
+    n_gallery, n_probes = SIZES[size]
+    name = f"search-{n_gallery}x{n_probes}-seed{SEED}-v{DATA_VERSION}"
     final = CACHE_DIR / name
     record = final / "dataset.json"
     if record.is_file():
         fields = json.loads(record.read_text(encoding="utf-8"))
         fields.update(gallery=final / "gallery.h5", probes=final / "probes.h5")
         return Dataset(**fields)
-    n_gallery, n_probes = SIZES[size]
     gib = (n_gallery + n_probes) * DIM * 4 / 1024**3
     _progress(f"writing the {size} stores ({gib:.2f} GiB of features) to {final}")
     CACHE_DIR.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from facebench.metrics import auc, equal_error_rate, tar_at_far
 from facebench.pool_store import TemplateSet, pool_from_store
 from facebench.report import SplitReport
 from facebench.store import FeatureStore
-from facebench.template_scores import resolve_precision, score_pairs
+from facebench.template_scores import Products, resolve_precision, score_pairs, torch_products
 from protocols import Split, TemplateProtocol, Templates
 
 DEFAULT_MEMORY_MIB = 256
@@ -55,6 +55,7 @@ class SplitOptions:
     allow_skipped: bool = False
     label: str | None = None
     score_precision: str = "auto"
+    device: str = "cpu"
 
 
 IntArray = npt.NDArray[np.int64]
@@ -186,6 +187,7 @@ def evaluate_templates(
         )
     working = (memory_mib or DEFAULT_MEMORY_MIB) * _MIB
     score_block_bytes = working // 4
+    products = _products(options.device)
     sets, uses = _splits_sets(splits)
     with FeatureStore.open(store_path) as store:
         # A read holds about three copies of its rows (HDF5, the checked rows, float64).
@@ -244,6 +246,7 @@ def evaluate_templates(
                 precision=precision,
                 block_bytes=score_block_bytes,
                 timer=tick,
+                products=products,
             )
             scores, counts = scored.scores, scored.counts
             eer = equal_error_rate(counts)
@@ -330,6 +333,19 @@ def evaluate_templates(
     return report, data
 
 
+def _products(device: str) -> Products | None:
+    """The matrix products of 1:1 scoring on ``device`` (None: numpy on the CPU)."""
+    if device == "cpu":
+        return None
+    if device != "cuda":
+        raise FacebenchError(f"Expected --device cpu or cuda, but got {device!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise FacebenchError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch_products("cuda")
+
+
 def _compact_ids(ids: IntArray) -> npt.NDArray[np.integer[Any]]:
     """Template ids as int32 when they all fit (every IJB release), else as they are."""
     info = np.iinfo(np.int32)
@@ -410,6 +426,7 @@ def _conventions(options: SplitOptions, far_targets: Sequence[float]) -> dict[st
             " split's score_precision says how its 1:1 scores were computed"
         ),
         "score_precision": options.score_precision,
+        "device": options.device,
         "decision": "accept when score >= threshold",
         "pooling": options.pooling,
         "flip_fusion": options.flip_fusion,

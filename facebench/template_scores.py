@@ -76,6 +76,7 @@ def chunked_scores(
     right: npt.NDArray[np.integer[Any]],
     *,
     block_bytes: int = SCORE_BLOCK_BYTES,
+    products: Products | None = None,
 ) -> npt.NDArray[np.floating[Any]]:
     """Dot products of template pairs in ``pooled``'s dtype (float64 or float32), in memory
     independent of the pair count.
@@ -94,6 +95,9 @@ def chunked_scores(
     pooled : ndarray of float64 or float32, shape (T, D)
     left, right : ndarray of int, shape (P,)
         Rows of ``pooled`` of each pair.
+    products : Products, optional
+        How the matrix products are computed (default: numpy's BLAS); see
+        :func:`torch_products` for a GPU.
 
     Returns
     -------
@@ -137,14 +141,15 @@ def chunked_scores(
         element = element[order]
     right_rows = pooled[rights].T
     left_rows = pooled[lefts]
+    multiply = (products or numpy_products)(right_rows)
     matrix = np.empty((block, width), dtype=dtype)
     for k in range(n_blocks):
         rows = left_rows[k * block : (k + 1) * block]
         if rows.shape[0] == 1 < block:  # a last block of one row: padded to two (see above)
-            padded = np.matmul(np.concatenate((rows, rows)), right_rows, out=matrix[:2])
+            padded = multiply(np.concatenate((rows, rows)), matrix[:2])
             product = padded[:1].reshape(-1)
         else:
-            product = np.matmul(rows, right_rows, out=matrix[: rows.shape[0]]).reshape(-1)
+            product = multiply(rows, matrix[: rows.shape[0]]).reshape(-1)
         if n_blocks == 1:
             np.take(product, element, out=scores)
         elif order is None or bounds is None:
@@ -154,6 +159,67 @@ def chunked_scores(
             a, b = int(bounds[k]), int(bounds[k + 1])
             scores[order[a:b]] = product[element[a:b]]
     return scores
+
+
+#: ``products(right_rows)`` prepares the right-hand (D, W) matrix once and returns
+#: ``multiply(rows, out)``, which writes ``rows @ right_rows`` into ``out`` (host memory, the
+#: dtype of the rows) and returns it.
+Products = Callable[
+    [npt.NDArray[np.floating[Any]]],
+    Callable[[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]], Any],
+]
+
+
+def numpy_products(
+    right_rows: npt.NDArray[np.floating[Any]],
+) -> Callable[[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]], Any]:
+    """The default :data:`Products`: numpy's BLAS on the CPU."""
+
+    def multiply(rows: npt.NDArray[np.floating[Any]], out: npt.NDArray[np.floating[Any]]) -> Any:
+        return np.matmul(rows, right_rows, out=out)
+
+    return multiply
+
+
+def torch_products(device: str) -> Products:
+    """:data:`Products` computed by torch on ``device`` (``verify --device cuda``).
+
+    Float32 products are computed in full float32 (TF32 and other reduced-precision matrix
+    modes are turned off for each product), so :func:`float32_bound` holds for them as for
+    any float32 summation order, and TAR at a FAR stays exactly the float64 one. Float64
+    products on a GPU sum in another order than the CPU's BLAS: the scores can differ in
+    the last bits. Tested with ``device="cpu"``; not exercised on a GPU by the test suite.
+    """
+    import torch
+
+    target = torch.device(device)
+
+    def prepare(
+        right_rows: npt.NDArray[np.floating[Any]],
+    ) -> Callable[[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]], Any]:
+        right_t = torch.from_numpy(np.ascontiguousarray(right_rows)).to(target)
+
+        def multiply(
+            rows: npt.NDArray[np.floating[Any]], out: npt.NDArray[np.floating[Any]]
+        ) -> Any:
+            before = torch.get_float32_matmul_precision()
+            cuda_tf32 = torch.backends.cuda.matmul.allow_tf32
+            cudnn_tf32 = torch.backends.cudnn.allow_tf32
+            try:
+                torch.set_float32_matmul_precision("highest")
+                torch.backends.cuda.matmul.allow_tf32 = False
+                torch.backends.cudnn.allow_tf32 = False
+                rows_t = torch.from_numpy(np.ascontiguousarray(rows)).to(target)
+                out[...] = (rows_t @ right_t).cpu().numpy()
+            finally:
+                torch.set_float32_matmul_precision(before)
+                torch.backends.cuda.matmul.allow_tf32 = cuda_tf32
+                torch.backends.cudnn.allow_tf32 = cudnn_tf32
+            return out
+
+        return multiply
+
+    return prepare
 
 
 def _gamma(dim: int, unit_roundoff: float) -> float:
@@ -259,6 +325,7 @@ def score_pairs(
     precision: str = "float64",
     block_bytes: int = SCORE_BLOCK_BYTES,
     timer: Callable[[str], None] | None = None,
+    products: Products | None = None,
 ) -> PairScores:
     """Score a split's pairs and count them, the ``precision`` way (``float64`` or
     ``float32``, as :func:`resolve_precision` gives; module docstring). ``timer`` is
@@ -276,7 +343,9 @@ def score_pairs(
         raise FacebenchError(f"Expected a score precision float64 or float32, got {precision!r}")
     max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", pooled, pooled)))) if len(pooled) else 1.0
     bound = float32_bound(pooled.shape[1], max_norm)
-    approx = chunked_scores(pooled.astype(np.float32), left, right, block_bytes=block_bytes)
+    approx = chunked_scores(
+        pooled.astype(np.float32), left, right, block_bytes=block_bytes, products=products
+    )
     tick("score")
     banded = exact_at_targets(
         approx,

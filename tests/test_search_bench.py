@@ -48,4 +48,4 @@ def test_quick_search_benchmark(tmp_path: Path) -> None:
     assert payload["bench_lines"] == lines[-2:]
     # The stores are cached where FACEBENCH_BENCH_CACHE says.
     cached = list((tmp_path / "cache").iterdir())
-    assert [p.name for p in cached] == ["search-quick-seed20240623-v2"]
+    assert [p.name for p in cached] == ["search-20000x200-seed20240623-v2"]

@@ -237,3 +237,46 @@ def test_the_cli_option(world: dict[str, Any], tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "exact TAR rule only" in result.output
     assert not (tmp_path / "n.json").exists()
+
+
+def test_torch_products_on_the_cpu_give_the_same_tar(world: dict[str, Any]) -> None:
+    """The products behind ``--device cuda``, run by torch on the CPU: float32 scores within
+    the bound of numpy's, and (the bands) exactly the same TAR at every FAR."""
+    pytest.importorskip("torch")
+    from facebench.template_scores import score_pairs, torch_products
+
+    protocol = load_ijbc(world["root"], detector_scores=False)
+    ver = protocol.splits[0].verification
+    rng = np.random.default_rng(11)
+    pooled = unit_rows(rng, ver.templates.n_templates, 24, "gaussian")
+    for precision in ("float32", "float64"):
+        ours = score_pairs(pooled, ver.left, ver.right, ver.is_same, FARS, precision=precision)
+        via_torch = score_pairs(
+            pooled,
+            ver.left,
+            ver.right,
+            ver.is_same,
+            FARS,
+            precision=precision,
+            products=torch_products("cpu"),
+        )
+        tolerance = 1e-12 if precision == "float64" else float(ours.bound or 0.0)
+        assert np.abs(ours.scores - via_torch.scores).max() <= tolerance
+        assert tar_at_far(ours.counts, FARS) == tar_at_far(via_torch.counts, FARS) or (
+            precision == "float64"  # float64 products may differ in the last bits
+            and [p.tar for p in tar_at_far(ours.counts, FARS)]
+            == [p.tar for p in tar_at_far(via_torch.counts, FARS)]
+        )
+
+
+def test_device_cuda_without_a_gpu_is_refused(world: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    out = tmp_path / "c.json"
+    result = run_verify(world, out, "--device", "cuda")
+    assert result.exit_code != 0
+    assert "--device cuda was asked for, but torch sees no CUDA device" in result.output
+    assert not out.exists()

@@ -44,6 +44,7 @@ _SCORING_OPTIONS = {
     "memory_mib": "--memory-budget",
     "fpir_targets": "--fpir",
     "score_precision": "--score-precision",
+    "device": "--device",
 }
 
 
@@ -176,6 +177,14 @@ def _protocol_and_store(protocol_name: str | None, features: Path | None) -> tup
     " (TAR@FAR exactly the float64 one; AUC/EER/ROC float32-accurate elsewhere, within"
     " about 3e-5). auto: float32 from 2**20 pairs under --tar-rule exact (IJB-B/C).",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="IJB protocols: where the 1:1 matrix products run (cuda: torch on the GPU; with"
+    " float32 scoring TAR@FAR is the same on either).",
+)
 @click.option("--label", default=None, help="A name for this report (legend of plot-roc).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def verify_command(
@@ -198,6 +207,7 @@ def verify_command(
     allow_skipped: bool,
     memory_mib: int | None,
     score_precision: str,
+    device: str,
     label: str | None,
     overwrite: bool,
 ) -> None:
@@ -259,6 +269,7 @@ def verify_command(
             allow_skipped=allow_skipped,
             label=label,
             score_precision=score_precision,
+            device=device,
         )
         split_report, pair_data = evaluate_templates(
             protocol, store, split_options, memory_mib=memory_mib
@@ -272,6 +283,7 @@ def verify_command(
         (fpir_targets, "--fpir"),
         (memory_mib, "--memory-budget"),
         (score_precision == "float32", "--score-precision float32"),
+        (device == "cuda", "--device cuda"),
     ):
         if given:
             raise FacebenchError(f"{option} is for IJB protocols, not --protocol {name}")
