@@ -54,7 +54,7 @@ def _extract(size: str, repeat: int | None) -> dict[str, Any]:
 def _ijbc(size: str, repeat: int | None) -> dict[str, Any]:
     from benchmarks import ijbc_bench
 
-    result = ijbc_bench.measure(size == "quick", repeat or 1)
+    result = ijbc_bench.measure(size == "quick", repeat or 3)  # warm runs: the fastest kept
     ijbc_bench.render(result)
     return ijbc_bench.summary(result)
 

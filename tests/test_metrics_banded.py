@@ -121,3 +121,14 @@ def test_bad_inputs_are_refused() -> None:
         exact_at_targets(ok, y, 1e-5, lambda p: p * 0.0, [0.0])
     with pytest.raises(MetricInputError, match="error bound"):
         exact_at_targets(ok, y, float("nan"), lambda p: p * 0.0, [0.1])
+
+
+def test_a_broken_bound_is_an_error() -> None:
+    """Every re-scored pair checks the bound the caller claimed: scores further apart make
+    the bands too narrow, which must not pass silently."""
+    rng = np.random.default_rng(5)
+    y = rng.random(2000) < 0.3
+    true = rng.random(2000)
+    approx = (true + 1e-3).astype(np.float32)
+    with pytest.raises(MetricInputError, match="within 1e-06 of the exact ones"):
+        exact_at_targets(approx, y, 1e-6, lambda p: true[p], [0.1])

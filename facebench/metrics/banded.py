@@ -192,6 +192,17 @@ def exact_at_targets(
     bands = _merged(first + second, 3 * bound)
     pairs = _members(s, impostor, bands)
     values = rescore(pairs)
+    # The bound, checked on every pair re-scored (every genuine pair among them): a bound
+    # that failed would make the bands too narrow, so it is an error, not a warning.
+    for which, approx_of, exact_of in (
+        ("genuine", s[genuine_pairs], genuine_values),
+        ("impostor", s[pairs], values),
+    ):
+        if approx_of.size and float(np.max(np.abs(approx_of - exact_of))) > bound:
+            raise MetricInputError(
+                f"Expected approximate scores within {bound:.3g} of the exact ones, but a"
+                f" {which} pair's differ by {float(np.max(np.abs(approx_of - exact_of))):.3g}"
+            )
     scores = s.astype(np.float64)
     scores[genuine_pairs] = genuine_values
     scores[pairs] = values
@@ -253,6 +264,6 @@ def _patched(
         a = int(np.searchsorted(imp32, wide_lo, side="left"))
         b = int(np.searchsorted(imp32, wide_hi, side="right"))
         out[a:b].sort()
-    if used != exact_sorted.size:
-        raise AssertionError("the bands' impostors and their re-scored values differ in number")
+    if used != exact_sorted.size or bool(np.any(out[1:] < out[:-1])):
+        raise AssertionError("the patched impostor scores are not one sorted run")
     return out
