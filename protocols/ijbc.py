@@ -50,6 +50,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import mmap
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -402,23 +404,29 @@ PAIRS_CACHE_VERSION = 1
 """Bumped whenever the pair parser could read a file differently (old entries are unused)."""
 
 
-def _read_hashed(path: Path) -> tuple[bytes, str]:
-    """A file's bytes (without a BOM) and its sha256, as :func:`protocols._text._read`."""
-    digests: dict[Path, str] = {}
-    data = _read(path, digests)
-    return data, digests[path]
+def _mapped_sha256(path: Path) -> str:
+    """The sha256 of every byte of the file, hashed from a read-only memory map (no copy of
+    the file in memory; :func:`protocols._text._read` hashes the same bytes)."""
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                return hashlib.sha256(b"").hexdigest()
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return hashlib.sha256(mapped).hexdigest()
+    except OSError as err:
+        raise InputFormatError(f"{path}: cannot read the file ({err.strerror})") from None
 
 
 def _pairs(
     root: Path,
     pairs_rel: str,
-    data: bytes,
     ids: IntArray,
     tid_rel: str,
     digests: dict[Path, str],
 ) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], _Table]:
     """Positions in ``ids`` of both templates of each pair, is_same, the parsed table
-    (``data``: the pair file's bytes, its sha256 in ``digests``).
+    (the pair file's sha256 already in ``digests``: a cached parse is found by it; a file
+    parsed is read whole and its digest taken again from the bytes parsed).
 
     A file without blank lines is parsed once per content: the result (both positions
     and the label of each pair) is kept in :mod:`protocols._cache` under the sha256 of the
@@ -427,10 +435,12 @@ def _pairs(
     """
     path = root / pairs_rel
     position = _lookup(ids)
-    # The positions depend on the pair file and on the template ids tid_mid lists.
-    key = hashlib.sha256(
-        f"{digests[path]} {hashlib.sha256(ids.astype('<i8').tobytes()).hexdigest()}".encode()
-    ).hexdigest()
+    ids_digest = hashlib.sha256(ids.astype("<i8").tobytes()).hexdigest()
+
+    def cache_key() -> str:  # the positions depend on the pair file and the template ids
+        return hashlib.sha256(f"{digests[path]} {ids_digest}".encode()).hexdigest()
+
+    key = cache_key()
     cached = _cache.load_table("ijb-pairs", PAIRS_CACHE_VERSION, key, 3)
     if cached is not None:
         found = _checked_positions(cached, ids.size)
@@ -440,6 +450,8 @@ def _pairs(
             n = cached.shape[0]
             table = _Table([], np.empty((0, 3), dtype=np.int64), [0], [0], [None], n)
             return (*found, table)
+    data = _read(path, digests)  # the digest of exactly the bytes parsed
+    key = cache_key()
     n_max = data.count(b"\n") + 1
     left = np.empty(n_max, dtype=np.int64)
     right = np.empty(n_max, dtype=np.int64)
@@ -699,16 +711,14 @@ def load_ijb(
 
     warnings: list[str] = []
     digests: dict[Path, str] = {}
-    # The pair file (233 MB for IJB-C) is read and hashed in a thread while the image list
-    # is parsed (file reads and hashing run without the GIL).
+    # The pair file (233 MB for IJB-C) is hashed in a thread while the image list is parsed
+    # (hashing runs without the GIL); with that digest a parse cached before is found
+    # without reading the file into memory.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pair_file = pool.submit(_read_hashed, root / pairs_rel)
+        pair_digest = pool.submit(_mapped_sha256, root / pairs_rel)
         templates, counts = _images(root, tid_rel, pts_rel, warnings, digests)
-        pair_data, digests[root / pairs_rel] = pair_file.result()
-    left, right, is_same, pair_table = _pairs(
-        root, pairs_rel, pair_data, templates.ids, tid_rel, digests
-    )
-    del pair_data
+        digests[root / pairs_rel] = pair_digest.result()
+    left, right, is_same, pair_table = _pairs(root, pairs_rel, templates.ids, tid_rel, digests)
     counts.update(
         pairs=int(is_same.size),
         genuine=int(is_same.sum()),
