@@ -81,6 +81,7 @@ def load_protocol(
     bin_file: str | Path | None = None,
     pooling: str = "media",
     splits: Sequence[int] = (),
+    defer_pairs: bool = False,
 ) -> Any:
     """Load a registered protocol from the files the user named (``verify``, ``scores``).
 
@@ -88,9 +89,12 @@ def load_protocol(
     ``insightface`` pooling, the one mode that uses detector scores); pair protocols read
     ``--pairs`` or ``--bin`` (:func:`definition_file`), or their shipped file.
 
+    ``defer_pairs``: IJB-B/C come back as a :class:`protocols.DeferredTemplateProtocol`, their
+    pair file still being read (for :func:`facebench.evaluate_splits.evaluate_templates`).
+
     Returns
     -------
-    PairsProtocol or TemplateProtocol
+    PairsProtocol or TemplateProtocol (or DeferredTemplateProtocol)
 
     Raises
     ------
@@ -120,6 +124,8 @@ def load_protocol(
                     " pairs)"
                 )
         extra = {"detector_scores": pooling == "insightface"} if spec.detector_scores else {}
+        if defer_pairs and spec.defers_pairs:
+            extra["defer_pairs"] = True
         return spec.load(protocol_dir, **extra)
     for given, name in ((protocol_dir, "--protocol-dir"), (splits, "--split")):
         if given:

@@ -29,7 +29,7 @@ from facebench.pool_store import TemplateSet, pool_from_store
 from facebench.report import SplitReport
 from facebench.store import FeatureStore
 from facebench.template_scores import Products, resolve_precision, score_pairs, torch_products
-from protocols import Split, TemplateProtocol, Templates
+from protocols import DeferredTemplateProtocol, Split, TemplateProtocol, Templates
 
 DEFAULT_MEMORY_MIB = 256
 """Working memory of the streamed stages (store reads, score blocks) unless told."""
@@ -131,7 +131,7 @@ def _operating(point: Any) -> dict[str, Any]:
 
 
 def evaluate_templates(
-    protocol: TemplateProtocol,
+    protocol: TemplateProtocol | DeferredTemplateProtocol,
     store_path: str | Path,
     options: SplitOptions | None = None,
     *,
@@ -148,10 +148,15 @@ def evaluate_templates(
         It never changes a number (reads are summed in fixed units, and every score is
         its own dot product), only how much is held at once; the protocol's arrays, the
         pooled templates and the scores of all pairs come on top.
+    protocol : TemplateProtocol or DeferredTemplateProtocol
+        A deferred protocol (IJB-B/C loaded with ``defer_pairs``) has its templates found
+        and pooled from the store while its pair file is still being read; the pairs are
+        waited for only then.
     timer : callable, optional
         Called with a stage's name as each stage ends (for benchmarks; see
         :data:`STAGES`): ``read`` (store opened, needed rows read), ``pool`` (the
-        template sets of every split), ``score`` (1:1 pair scores), ``counts`` (the
+        template sets of every split), ``pairs`` (a deferred protocol's pairs waited
+        for), ``score`` (1:1 pair scores), ``counts`` (the
         sorted-score core), ``metrics`` (TAR at FAR, ROC, AUC, EER), ``identification``
         (1:N) and ``assemble`` (report and per-pair arrays). ``score`` to
         ``identification`` end once per split.
@@ -168,10 +173,12 @@ def evaluate_templates(
     from facebench.metrics.identification import cmc, search, tpir_at_fpir
 
     options = options or SplitOptions()
+    deferred = protocol if isinstance(protocol, DeferredTemplateProtocol) else None
+    view = protocol.view if isinstance(protocol, DeferredTemplateProtocol) else protocol
     far_targets = options.far_targets
     if far_targets is None:
-        far_targets = DEFAULT_FAR.get(protocol.name, DEFAULT_FAR_WIDE)
-    splits = protocol.splits
+        far_targets = DEFAULT_FAR.get(view.name, DEFAULT_FAR_WIDE)
+    splits = view.splits
     if options.splits is not None:
         known = {s.split for s in splits}
         unknown = sorted(set(options.splits) - known)
@@ -189,24 +196,38 @@ def evaluate_templates(
     score_block_bytes = working // 4
     products = _products(options.device)
     sets, uses = _splits_sets(splits)
-    with FeatureStore.open(store_path) as store:
-        # A read holds about three copies of its rows (HDF5, the checked rows, float64).
-        unit_bytes = pool_store.UNIT_ROWS * max(store.info.dim, 1) * 4 * 3
-        units_per_read = max(1, working // 4 // unit_bytes)
-        located, warnings = _locate(store, protocol, sets, options)
-        store_info = store_summary(store)
-        tick("read")
-        pooled = pool_from_store(
-            store,
-            located,
-            mode=options.pooling,
-            flip_fusion=options.flip_fusion,
-            units_per_read=units_per_read,
-        )
+    try:
+        with FeatureStore.open(store_path) as store:
+            # A read holds about three copies of its rows (HDF5, the checked rows, float64).
+            unit_bytes = pool_store.UNIT_ROWS * max(store.info.dim, 1) * 4 * 3
+            units_per_read = max(1, working // 4 // unit_bytes)
+            located, warnings = _locate(store, view, sets, options)
+            store_info = store_summary(store)
+            tick("read")
+            pooled = pool_from_store(
+                store,
+                located,
+                mode=options.pooling,
+                flip_fusion=options.flip_fusion,
+                units_per_read=units_per_read,
+            )
+    except FacebenchError:
+        if deferred is not None:
+            deferred.result()  # a bad protocol is the first thing to fix: its error first
+        raise
     del store, located  # the store's id list and index (tens of MB at IJB-C size)
     pooled_sets = {id(t): p for t, p in zip(sets, pooled, strict=True)}
     del pooled
     tick("pool")
+    if deferred is not None:
+        whole = deferred.result()  # the pair file's errors are raised here
+        chosen = {s.split for s in splits}
+        splits = tuple(s for s in whole.splits if s.split in chosen)
+        if {id(t) for t in _splits_sets(splits)[0]} != set(pooled_sets):
+            raise AssertionError("a deferred protocol's templates changed when its pairs came")
+        tick("pairs")
+    else:
+        whole = protocol  # type: ignore[assignment]  # a TemplateProtocol here
 
     def take(templates: Templates) -> npt.NDArray[np.float64]:
         """A set's pooled features, forgotten here after their last use."""
@@ -313,13 +334,13 @@ def evaluate_templates(
             entry["tpir_at_fpir"] = headline["tpir_at_fpir"]
         entries.append(entry)
     report = SplitReport(
-        protocol=protocol.name,
-        protocol_file=protocol.source,
-        protocol_sha256=protocol.sha256,
+        protocol=whole.name,
+        protocol_file=whole.source,
+        protocol_sha256=whole.sha256,
         store=store_info,
         conventions=_conventions(options, far_targets),
-        counts=dict(protocol.counts),
-        warnings=[*protocol.warnings, *warnings],
+        counts=dict(whole.counts),
+        warnings=[*whole.warnings, *warnings],
         n_pairs=int(sum(e.get("n_pairs", 0) for e in entries)),
         n_genuine=int(sum(e.get("n_genuine", 0) for e in entries)),
         splits=entries,
@@ -360,7 +381,7 @@ def _joined(parts: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-STAGES = ("read", "pool", "score", "counts", "metrics", "identification", "assemble")
+STAGES = ("read", "pool", "pairs", "score", "counts", "metrics", "identification", "assemble")
 """The stage names :func:`evaluate_templates` passes to its ``timer``, in order."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from protocols import bin as insightface_bin
 from protocols import ijba, ijbc, lfw, pairs, ytf
 from protocols._types import (
+    DeferredTemplateProtocol,
     Identification,
     PairsProtocol,
     Split,
@@ -44,6 +45,9 @@ class ProtocolSpec:
     detector_scores: bool = False
     """True when ``load`` takes ``detector_scores=`` (IJB-B/C: a landmarks file read only for
     the pooling that weighs by detector scores)."""
+    defers_pairs: bool = False
+    """True when ``load`` takes ``defer_pairs=`` (IJB-B/C: the pair file read in a thread,
+    a :class:`DeferredTemplateProtocol` returned)."""
 
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
@@ -75,6 +79,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         load=ijbc.load_ijbb,
         official={"n_templates": 12115, "n_pairs": 8010270},
         detector_scores=True,
+        defers_pairs=True,
     ),
     "ijbc": ProtocolSpec(
         name="ijbc",
@@ -83,6 +88,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         load=ijbc.load_ijbc,
         official={"n_templates": 23124, "n_pairs": 15658489},
         detector_scores=True,
+        defers_pairs=True,
     ),
     "bin": ProtocolSpec(
         name="bin",
@@ -104,6 +110,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
 
 __all__ = [
     "PROTOCOLS",
+    "DeferredTemplateProtocol",
     "Identification",
     "PairsProtocol",
     "ProtocolSpec",

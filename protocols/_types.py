@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,38 @@ class TemplateProtocol:
                 keys.update(search.gallery_templates.item_keys)
                 keys.update(search.probe_templates.item_keys)
         return sorted(keys)
+
+
+@dataclass
+class DeferredTemplateProtocol:
+    """A template protocol whose 1:1 pairs are still being read (IJB-B/C's 15.7 M-line pair
+    file), for :func:`facebench.evaluate_splits.evaluate_templates`, which pools the
+    templates from the store meanwhile.
+
+    Attributes
+    ----------
+    view : TemplateProtocol
+        Everything but the pairs: the final protocol's splits with the very same
+        :class:`Templates` objects, each verification with no pair; no counts, warnings or
+        checksum. Only for finding and pooling the templates.
+    finish : callable
+        Waits for the pairs and returns the whole :class:`TemplateProtocol` (raising what
+        the pair file's parse raises).
+    """
+
+    view: TemplateProtocol
+    finish: Callable[[], TemplateProtocol]
+    _done: list[TemplateProtocol] = field(default_factory=list, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.view.name
+
+    def result(self) -> TemplateProtocol:
+        """The whole protocol (the pair file read; the same result on every call)."""
+        if not self._done:
+            self._done.append(self.finish())
+        return self._done[0]
 
 
 def files_sha256(

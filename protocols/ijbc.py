@@ -74,6 +74,7 @@ from protocols._text import (
     _Table,
 )
 from protocols._types import (
+    DeferredTemplateProtocol,
     Identification,
     Split,
     TemplateProtocol,
@@ -649,7 +650,8 @@ def load_ijb(
     *,
     identification: bool | None = None,
     detector_scores: bool = True,
-) -> TemplateProtocol:
+    defer_pairs: bool = False,
+) -> Any:
     """Parse an IJB-B or IJB-C protocol folder into one split of 1:1 pairs and 1:N searches.
 
     Parameters
@@ -665,10 +667,14 @@ def load_ijb(
         Read the landmarks file for the detector scores (``item_score``; insightface's
         pooling weighs by them). False leaves ``item_score`` None and the file unread (nor
         part of ``sha256``): the other pooling modes do not use it.
+    defer_pairs : bool
+        Return a :class:`DeferredTemplateProtocol` as soon as the image list and the 1:N
+        files are parsed, the pair file still being read in a thread (its errors are raised
+        by ``result()``); its ``result()`` is what ``False`` returns.
 
     Returns
     -------
-    TemplateProtocol
+    TemplateProtocol (or DeferredTemplateProtocol)
         ``name`` = variant, one :class:`Split` (``split`` = 1) holding the 1:1
         :class:`Verification` (every ``tid_mid`` template; ``left``/``right`` index its
         sorted ``ids``) and, with 1:N, one :class:`Identification` per gallery ("G1", "G2"
@@ -711,43 +717,72 @@ def load_ijb(
 
     warnings: list[str] = []
     digests: dict[Path, str] = {}
-    # The pair file (233 MB for IJB-C) is hashed in a thread while the image list is parsed
-    # (hashing runs without the GIL); with that digest a parse cached before is found
-    # without reading the file into memory.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # The pair file (233 MB for IJB-C) is hashed, then its positions loaded or parsed, in a
+    # thread while the image list and the 1:N files are parsed (hashing and numpy's large
+    # operations run without the GIL); with the digest a parse cached before is found
+    # without reading the file into memory. With ``defer_pairs`` the caller goes on (pools
+    # the templates) while the thread works.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-pairs")
+    try:
         pair_digest = pool.submit(_mapped_sha256, root / pairs_rel)
         templates, counts = _images(root, tid_rel, pts_rel, warnings, digests)
-        digests[root / pairs_rel] = pair_digest.result()
-    left, right, is_same, pair_table = _pairs(root, pairs_rel, templates.ids, tid_rel, digests)
-    counts.update(
-        pairs=int(is_same.size),
-        genuine=int(is_same.sum()),
-        impostor=int(is_same.size - is_same.sum()),
-    )
-    observed = {key: counts[key] for key in ("images", "templates", "pairs", "genuine")}
+        ids = templates.ids
+
+        def pairs_of() -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], _Table, str]:
+            # _pairs records the digest of the bytes it parses, when it reads the file
+            local = {root / pairs_rel: pair_digest.result()}
+            found = _pairs(root, pairs_rel, ids, tid_rel, local)
+            return (*found, local[root / pairs_rel])
+
+        pair_task = pool.submit(pairs_of)
+    finally:
+        pool.shutdown(wait=False)
     searches: tuple[Identification, ...] = ()
+    found: dict[str, Any] = {}
     if search_rels:
         search_names = [*spec.galleries, "probe_mixed"]
         templates, searches, found, notes = _identification(
             root, search_rels, search_names, templates, tid_rel, digests
         )
-        counts["identification"] = found
         warnings += notes
-        observed["gallery_templates"] = sum(g["templates"] for g in found["galleries"].values())
-        observed["probe_templates"] = found["probe_templates"]
-        warnings += _label_check(templates.subjects, left, right, is_same, pairs_rel, pair_table)
-    warnings += _official_warnings(spec, observed)
     files = [tid_rel, pairs_rel, *([] if pts_rel is None else [pts_rel]), *search_rels]
-    known = {str(path.relative_to(root).as_posix()): sha for path, sha in digests.items()}
-    return TemplateProtocol(
-        name=variant,
-        source=str(root),
-        sha256=files_sha256(root, files, known),
-        splits=(Split(1, Verification(templates, left, right, is_same), searches),),
-        counts=counts,
-        warnings=tuple(warnings),
-        files=tuple(files),
+
+    def finish() -> TemplateProtocol:
+        left, right, is_same, pair_table, digest = pair_task.result()
+        digests[root / pairs_rel] = digest
+        counts.update(
+            pairs=int(is_same.size),
+            genuine=int(is_same.sum()),
+            impostor=int(is_same.size - is_same.sum()),
+        )
+        observed = {key: counts[key] for key in ("images", "templates", "pairs", "genuine")}
+        if search_rels:
+            counts["identification"] = found
+            observed["gallery_templates"] = sum(g["templates"] for g in found["galleries"].values())
+            observed["probe_templates"] = found["probe_templates"]
+            warnings.extend(
+                _label_check(templates.subjects, left, right, is_same, pairs_rel, pair_table)
+            )
+        warnings.extend(_official_warnings(spec, observed))
+        known = {str(path.relative_to(root).as_posix()): sha for path, sha in digests.items()}
+        return TemplateProtocol(
+            name=variant,
+            source=str(root),
+            sha256=files_sha256(root, files, known),
+            splits=(Split(1, Verification(templates, left, right, is_same), searches),),
+            counts=counts,
+            warnings=tuple(warnings),
+            files=tuple(files),
+        )
+
+    if not defer_pairs:
+        return finish()
+    none = np.zeros(0, dtype=np.int64)
+    placeholder = Verification(templates, none, none, np.zeros(0, dtype=bool))
+    view = TemplateProtocol(
+        name=variant, source=str(root), sha256="", splits=(Split(1, placeholder, searches),)
     )
+    return DeferredTemplateProtocol(view=view, finish=finish)
 
 
 def load_ijbc(
@@ -755,10 +790,15 @@ def load_ijbc(
     *,
     identification: bool | None = None,
     detector_scores: bool = True,
-) -> TemplateProtocol:
+    defer_pairs: bool = False,
+) -> Any:
     """IJB-C from insightface's meta files; see :func:`load_ijb` (galleries G1, G2)."""
     return load_ijb(
-        protocol_dir, "ijbc", identification=identification, detector_scores=detector_scores
+        protocol_dir,
+        "ijbc",
+        identification=identification,
+        detector_scores=detector_scores,
+        defer_pairs=defer_pairs,
     )
 
 
@@ -767,10 +807,15 @@ def load_ijbb(
     *,
     identification: bool | None = None,
     detector_scores: bool = True,
-) -> TemplateProtocol:
+    defer_pairs: bool = False,
+) -> Any:
     """IJB-B from insightface's meta files; see :func:`load_ijb` (galleries S1, S2)."""
     return load_ijb(
-        protocol_dir, "ijbb", identification=identification, detector_scores=detector_scores
+        protocol_dir,
+        "ijbb",
+        identification=identification,
+        detector_scores=detector_scores,
+        defer_pairs=defer_pairs,
     )
 
 

@@ -254,6 +254,7 @@ def verify_command(
         bin_file=bin_file,
         pooling=pooling,
         splits=split_numbers,
+        defer_pairs=True,  # IJB-B/C: the pair file is read while the store is pooled
     )
     if PROTOCOLS[name].kind == "templates":
         from facebench.evaluate_splits import SplitOptions, evaluate_templates

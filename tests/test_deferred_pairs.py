@@ -1,0 +1,168 @@
+"""IJB-B/C with the pair file read in a thread while the store is pooled (``defer_pairs``):
+the same report and per-pair file as a protocol loaded whole, and a bad pair file still
+fails loudly, naming its line, with nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from ijbc_fixtures import write_ijbc
+
+from facebench.cli import cli
+from facebench.errors import InputFormatError
+from facebench.evaluate import load_protocol
+from facebench.evaluate_splits import STAGES, SplitOptions, evaluate_templates
+from facebench.store import create_store, normalize_rows
+from protocols import DeferredTemplateProtocol, TemplateProtocol
+from protocols.ijbc import load_ijb
+
+
+@pytest.fixture(scope="module", params=[("ijbc", True), ("ijbb", False)])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    variant, with_1n = request.param
+    root = tmp_path_factory.mktemp(variant) / variant.upper()
+    record = write_ijbc(
+        root,
+        variant=variant,
+        n_subjects=10,
+        templates_per_subject=3,
+        images_per_template=3,
+        seed=4,
+        with_1n=with_1n,
+        impostors_per_probe=6,
+    )
+    keys = sorted(record["scores"])
+    unit, norms = normalize_rows(np.random.default_rng(2).standard_normal((len(keys), 12)))
+    store = root.parent / "s.h5"
+    create_store(store, keys, unit, norms, model="m")
+    return {"root": root, "store": store, "variant": variant, "record": record}
+
+
+def report_of(world: dict[str, Any], protocol: Any) -> tuple[dict, dict]:
+    stages: list[str] = []
+    report, data = evaluate_templates(
+        protocol, world["store"], SplitOptions(pooling="media"), timer=stages.append
+    )
+    payload = report.to_dict()
+    payload.pop("created")
+    return payload, {"data": data, "stages": stages}
+
+
+def test_deferred_pairs_give_the_same_report(world: dict[str, Any]) -> None:
+    whole = load_ijb(world["root"], world["variant"], detector_scores=False)
+    deferred = load_ijb(world["root"], world["variant"], detector_scores=False, defer_pairs=True)
+    assert isinstance(whole, TemplateProtocol)
+    assert isinstance(deferred, DeferredTemplateProtocol)
+    assert deferred.view.splits[0].verification.left.size == 0  # no pair in the view
+    expected, found = report_of(world, whole)
+    got, found_deferred = report_of(world, deferred)
+    assert got == expected
+    assert found_deferred["data"].keys() == found["data"].keys()
+    for key, value in found["data"].items():
+        np.testing.assert_array_equal(found_deferred["data"][key], value)
+    assert "pairs" in found_deferred["stages"] and "pairs" not in found["stages"]
+    assert set(found_deferred["stages"]) <= set(STAGES)
+    # the whole protocol is made once, and is what loading it whole gives
+    result = deferred.result()
+    assert result is deferred.result()
+    assert result.sha256 == whole.sha256 and result.counts == whole.counts
+    assert result.warnings == whole.warnings
+    np.testing.assert_array_equal(
+        result.splits[0].verification.left, whole.splits[0].verification.left
+    )
+
+
+def test_load_protocol_defers_only_when_asked(world: dict[str, Any]) -> None:
+    name = world["variant"]
+    plain = load_protocol(name, protocol_dir=world["root"])
+    deferred = load_protocol(name, protocol_dir=world["root"], defer_pairs=True)
+    assert isinstance(plain, TemplateProtocol)
+    assert isinstance(deferred, DeferredTemplateProtocol)
+
+
+def broken_copy(world: dict[str, Any], tmp_path: Path) -> Path:
+    """The protocol folder with a bad label on the pair file's third line."""
+    import shutil
+
+    root = tmp_path / world["root"].name
+    shutil.copytree(world["root"], root)
+    pairs = root / world["record"]["files"]["pairs"]
+    lines = pairs.read_text(encoding="utf-8").splitlines(keepends=True)
+    first, second, _ = lines[2].split(" ")
+    lines[2] = f"{first} {second} 7\n"
+    pairs.write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+def test_a_bad_pair_file_fails_when_its_pairs_are_needed(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    root = broken_copy(world, tmp_path)
+    with pytest.raises(InputFormatError, match=r":3: Expected the label 1 \(genuine\) or 0"):
+        load_ijb(root, world["variant"], detector_scores=False)
+    deferred = load_ijb(root, world["variant"], detector_scores=False, defer_pairs=True)
+    with pytest.raises(InputFormatError, match=r":3: Expected the label 1 \(genuine\) or 0"):
+        evaluate_templates(deferred, world["store"], SplitOptions(pooling="media"))
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "verify",
+            "--protocol",
+            world["variant"],
+            "--protocol-dir",
+            str(root),
+            "--features",
+            str(world["store"]),
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code != 0
+    assert ":3: Expected the label 1 (genuine) or 0 (impostor), but got 7" in result.output
+    assert not out.exists() and not list(tmp_path.glob("r.*"))
+
+
+def test_the_cli_report_equals_the_whole_protocol_report(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "verify",
+            "--protocol",
+            world["variant"],
+            "--protocol-dir",
+            str(world["root"]),
+            "--features",
+            str(world["store"]),
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text(encoding="utf-8"))
+    payload.pop("created")
+    whole = load_ijb(world["root"], world["variant"], detector_scores=False)
+    expected, _ = report_of(world, whole)
+    assert json.loads(json.dumps(expected)) == payload
+
+
+def test_the_protocol_error_comes_before_a_store_error(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    """A bad pair file and a store built for another protocol: the protocol's error is the
+    one reported (fix the protocol first), as when the protocol is loaded whole."""
+    root = broken_copy(world, tmp_path)
+    other = tmp_path / "other.h5"
+    unit, norms = normalize_rows(np.random.default_rng(0).standard_normal((3, 12)))
+    create_store(other, ["a", "b", "c"], unit, norms, model="m")
+    deferred = load_ijb(root, world["variant"], detector_scores=False, defer_pairs=True)
+    with pytest.raises(InputFormatError, match=r":3: Expected the label 1 \(genuine\) or 0"):
+        evaluate_templates(deferred, other, SplitOptions(pooling="media"))
