@@ -166,3 +166,61 @@ def test_the_protocol_error_comes_before_a_store_error(
     deferred = load_ijb(root, world["variant"], detector_scores=False, defer_pairs=True)
     with pytest.raises(InputFormatError, match=r":3: Expected the label 1 \(genuine\) or 0"):
         evaluate_templates(deferred, other, SplitOptions(pooling="media"))
+
+
+def verify_args(world: dict[str, Any], out: Path) -> list[str]:
+    return [
+        "verify",
+        "--protocol",
+        world["variant"],
+        "--protocol-dir",
+        str(world["root"]),
+        "--features",
+        str(world["store"]),
+        "--json",
+        str(out),
+    ]
+
+
+def test_the_streamed_per_pair_file_is_byte_identical(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    """verify --json writes the per-pair file while the scores are computed; its bytes are
+    those of the file written at the end from the same arrays."""
+    from facebench.report import scores_path_for, write_report
+
+    out = tmp_path / "streamed.json"
+    result = CliRunner().invoke(cli, verify_args(world, out))
+    assert result.exit_code == 0, result.output
+    whole = load_ijb(world["root"], world["variant"], detector_scores=False)
+    report, data = evaluate_templates(whole, world["store"], SplitOptions(pooling="media"))
+    at_end = tmp_path / "at_end.json"
+    write_report(report, at_end, data)
+    streamed_npz = scores_path_for(out).read_bytes()
+    assert streamed_npz == scores_path_for(at_end).read_bytes()
+    with np.load(scores_path_for(out)) as loaded:
+        assert list(loaded.keys())[:5] == ["split", "left", "right", "is_same", "score"]
+
+
+def test_a_failed_streamed_write_leaves_nothing(
+    world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills while the per-pair file is written in its thread: one error naming
+    the file and errno, exit 2, no report, no per-pair file, no temporary file."""
+    import errno
+
+    import facebench.report as report_module
+
+    real = report_module._write_member
+
+    def full_disk(zf: Any, name: str, value: Any) -> None:
+        if name == "score":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(zf, name, value)
+
+    monkeypatch.setattr(report_module, "_write_member", full_disk)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, verify_args(world, out))
+    assert result.exit_code == 2, result.output
+    assert "r.scores.npz" in result.output and "No space left on device" in result.output
+    assert list(tmp_path.iterdir()) == []
