@@ -109,10 +109,21 @@ def render_split_report(report: SplitReport, console: Console) -> None:
         for target in far_targets:
             table.add_column(f"{target:g}", justify="right")
         table.add_column("AUC", justify="right")
+        any_mark = False
+        float32_notes = []
         for e in report.splits:
             if "tar_at_far" not in e:
                 continue
             marks = ["*" if p["resolution_limited"] else "" for p in e["tar_at_far"]]
+            any_mark = any_mark or any(marks)
+            precision = e.get("score_precision") or {}
+            if precision.get("precision") == "float32":
+                float32_notes.append(
+                    f"split {e['split']}: float32 scores, {precision['n_rescored']:,} pairs"
+                    " re-scored in float64 (every genuine pair and those near each TAR@FAR"
+                    " threshold): TAR@FAR is the float64 one; other scores within"
+                    f" {precision['error_bound']:.2g}"
+                )
             table.add_row(
                 str(e["split"]),
                 str(e["n_templates"]),
@@ -133,9 +144,12 @@ def render_split_report(report: SplitReport, console: Console) -> None:
                 f"{summary['auc']['mean']:.5f}",
             )
         console.print(table)
-        console.print(
-            "* resolution-limited: fewer than one impostor fits the FAR budget", style="dim"
-        )
+        if any_mark:
+            console.print(
+                "* resolution-limited: fewer than one impostor fits the FAR budget", style="dim"
+            )
+        for note in float32_notes:
+            console.print(note, style="dim")
     if has_1n:
         table = Table(title="1:N open-set identification (%)", title_justify="left")
         for name in ("split", "gallery", "probes", "mated", "rank 1", "rank 5", "rank 10"):
