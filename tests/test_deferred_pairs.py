@@ -53,6 +53,20 @@ def report_of(world: dict[str, Any], protocol: Any) -> tuple[dict, dict]:
     return payload, {"data": data, "stages": stages}
 
 
+def verify_args(world: dict[str, Any], out: Path) -> list[str]:
+    return [
+        "verify",
+        "--protocol",
+        world["variant"],
+        "--protocol-dir",
+        str(world["root"]),
+        "--features",
+        str(world["store"]),
+        "--json",
+        str(out),
+    ]
+
+
 def test_deferred_pairs_give_the_same_report(world: dict[str, Any]) -> None:
     whole = load_ijb(world["root"], world["variant"], detector_scores=False)
     deferred = load_ijb(world["root"], world["variant"], detector_scores=False, defer_pairs=True)
@@ -109,20 +123,7 @@ def test_a_bad_pair_file_fails_when_its_pairs_are_needed(
     with pytest.raises(InputFormatError, match=r":3: Expected the label 1 \(genuine\) or 0"):
         evaluate_templates(deferred, world["store"], SplitOptions(pooling="media"))
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "verify",
-            "--protocol",
-            world["variant"],
-            "--protocol-dir",
-            str(root),
-            "--features",
-            str(world["store"]),
-            "--json",
-            str(out),
-        ],
-    )
+    result = CliRunner().invoke(cli, verify_args({**world, "root": root}, out))
     assert result.exit_code != 0
     assert ":3: Expected the label 1 (genuine) or 0 (impostor), but got 7" in result.output
     assert not out.exists() and not list(tmp_path.glob("r.*"))
@@ -132,20 +133,7 @@ def test_the_cli_report_equals_the_whole_protocol_report(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "verify",
-            "--protocol",
-            world["variant"],
-            "--protocol-dir",
-            str(world["root"]),
-            "--features",
-            str(world["store"]),
-            "--json",
-            str(out),
-        ],
-    )
+    result = CliRunner().invoke(cli, verify_args(world, out))
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text(encoding="utf-8"))
     payload.pop("created")
@@ -166,20 +154,6 @@ def test_the_protocol_error_comes_before_a_store_error(
     deferred = load_ijb(root, world["variant"], detector_scores=False, defer_pairs=True)
     with pytest.raises(InputFormatError, match=r":3: Expected the label 1 \(genuine\) or 0"):
         evaluate_templates(deferred, other, SplitOptions(pooling="media"))
-
-
-def verify_args(world: dict[str, Any], out: Path) -> list[str]:
-    return [
-        "verify",
-        "--protocol",
-        world["variant"],
-        "--protocol-dir",
-        str(world["root"]),
-        "--features",
-        str(world["store"]),
-        "--json",
-        str(out),
-    ]
 
 
 def test_the_streamed_per_pair_file_is_byte_identical(
