@@ -1,12 +1,15 @@
 """Store + template protocol (IJB-A, IJB-B, IJB-C) -> pooled templates -> 1:1 and 1:N
 metrics per split -> a split report.
 
-Every item the protocol needs is read from the store once, as the store's float32 rows;
-each split pools its own templates (a template id can hold different items in different
-splits), all before any score exists, and the item features are then freed; 1:1 scores are
-computed by blocks of templates (:func:`chunked_scores`) so memory does not grow with the
-number of pairs. At IJB-C size (469,375 items x 512, 15.7 M pairs) the largest arrays are
-the float32 features while pooling and the metrics' sorted copies of the scores after.
+Every item the protocol needs is read from the store once, as the store's float32 rows
+(:mod:`facebench.pool_store`: streamed, never held whole); each split pools its own
+templates (a template id can hold different items in different splits), all before any
+score exists; 1:1 scores are computed by blocks of templates, in float64 or in float32
+with float64 re-scores where TAR at a FAR needs them (:mod:`facebench.template_scores`), so
+memory does not grow with the number of pairs. At IJB-C size (469,375 items x 512, 15.7 M
+pairs) the largest arrays are the per-pair arrays and the counts core's sorted scores.
+IJB-B/C may come as a :class:`protocols.DeferredTemplateProtocol`: the store is pooled
+while its pair file is read.
 """
 
 from __future__ import annotations

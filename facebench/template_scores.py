@@ -84,11 +84,12 @@ def chunked_scores(
     ``scores[p] = pooled[left[p]] . pooled[right[p]]``. When the pairs are dense among the
     templates they use (IJB-B/C: every probe against a large share of the gallery), the
     dot products are read off matrix products: the left templates are taken
-    ``SCORE_BLOCK_BYTES`` of scores at a time, ``block @ right_templates.T`` (float64 BLAS),
-    and each pair of the block picks its element. Otherwise each pair's two rows are
-    gathered and multiplied, ``PAIR_CHUNK`` pairs at a time. Both are float64 dot products
-    of the same float64 vectors; they differ only in the order of the D additions (a few
-    units in the last place, well within 1e-12 for unit vectors).
+    ``SCORE_BLOCK_BYTES`` of scores at a time, ``block @ right_templates.T`` (BLAS, in
+    ``pooled``'s dtype), and each pair of the block picks its element. Otherwise each pair's
+    two rows are gathered and multiplied, ``PAIR_CHUNK`` pairs at a time. Both are dot
+    products of the same vectors in the same dtype; they differ only in the order of the D
+    additions (float64: a few units in the last place, well within 1e-12 for unit vectors;
+    float32: within :func:`float32_bound` of the float64 score either way).
 
     Parameters
     ----------
