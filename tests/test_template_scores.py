@@ -280,3 +280,26 @@ def test_device_cuda_without_a_gpu_is_refused(world: dict[str, Any], tmp_path: P
     assert result.exit_code != 0
     assert "--device cuda was asked for, but torch sees no CUDA device" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 12, 1 << 16, 1 << 30])  # many, few, one block
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scores_read_in_two_threads_equal_one_thread(
+    block_bytes: int, dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``_PARALLEL_MIN`` pairs the per-pair block numbers and the reads off the
+    products run in two halves in two threads: the same scores, bit for bit, as one call,
+    in every read-off path (one block, a pass per block, pairs sorted by block)."""
+    rng = np.random.default_rng(block_bytes)
+    pooled = unit_rows(rng, 400, 16, "gaussian").astype(dtype)
+    n = 3 * template_scores._PARALLEL_MIN + 7
+    left, right = rng.integers(0, 100, n), rng.integers(100, 400, n)
+    threaded = chunked_scores(pooled, left, right, block_bytes=block_bytes)
+    monkeypatch.setattr(template_scores, "_PARALLEL_MIN", 1 << 62)
+    single = chunked_scores(pooled, left, right, block_bytes=block_bytes)
+    np.testing.assert_array_equal(threaded, single)
+    expected = np.einsum(
+        "ij,ij->i", pooled[left].astype(np.float64), pooled[right].astype(np.float64)
+    )
+    tolerance = 1e-12 if dtype == np.float64 else float32_bound(16, 1.0 + 1e-6)
+    assert np.abs(threaded - expected).max() <= tolerance
