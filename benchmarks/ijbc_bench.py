@@ -16,8 +16,7 @@ list parsed; the pair file hashed and its positions loaded in a thread), then
 :func:`facebench.evaluate_splits.evaluate_templates` with ``pooling="media"`` (which pools
 the store while the pairs load, then waits for them: the ``pairs`` stage, counted in the
 parse row), then
-:func:`facebench.report.streamed_report` (report JSON and ``.scores.npz``, the per-pair
-arrays written in a thread as they become final, as ``verify --json`` writes them). Each stage is
+:func:`facebench.report.write_report` (report JSON and ``.scores.npz``). Each stage is
 timed with :func:`time.perf_counter` through the ``timer`` hook of ``evaluate_templates``,
 so the numbers are those of the real code path. Peak RSS is ``VmHWM`` of the worker (see
 :func:`benchmarks.kfold_bench.peak_rss_mib`), compared with the budget of the scale issue:
@@ -303,7 +302,7 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     """Parse, evaluate and write a report as ``facebench verify --protocol ijbc --pooling
     media --json`` does, timing each stage; then check the numbers (not timed)."""
     from facebench.evaluate_splits import SplitOptions, evaluate_templates
-    from facebench.report import streamed_report, to_json
+    from facebench.report import write_report
     from protocols.ijbc import load_ijbc
 
     rss_imports = _vm_rss_mib()
@@ -311,17 +310,11 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     # As verify: the landmarks file (detector scores) is read only for insightface pooling.
     deferred = load_ijbc(protocol_dir, detector_scores=POOLING == "insightface", defer_pairs=True)
     timer("parse")
+    report, pair_data = evaluate_templates(
+        deferred, store, SplitOptions(pooling=POOLING, far_targets=FAR_TARGETS), timer=timer
+    )
     report_path = out / "report.json"
-    # As verify --json: the per-pair file written while the scores are computed.
-    with streamed_report(report_path, overwrite=True) as sink:
-        report, pair_data = evaluate_templates(
-            deferred,
-            store,
-            SplitOptions(pooling=POOLING, far_targets=FAR_TARGETS),
-            timer=timer,
-            pair_sink=sink.add,
-        )
-        sink.commit(to_json(report), pair_data)
+    write_report(report, report_path, pair_data, overwrite=True)
     timer("write")
     protocol = deferred.result()
     measured = timer.as_dict()

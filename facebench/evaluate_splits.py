@@ -140,7 +140,6 @@ def evaluate_templates(
     *,
     timer: Callable[[str], None] | None = None,
     memory_mib: int | None = None,
-    pair_sink: Callable[[str, npt.NDArray[Any]], None] | None = None,
 ) -> tuple[SplitReport, dict[str, npt.NDArray[Any]]]:
     """Evaluate a template protocol on a feature store: 1:1 and 1:N of every split.
 
@@ -164,11 +163,6 @@ def evaluate_templates(
         sorted-score core), ``metrics`` (TAR at FAR, ROC, AUC, EER), ``identification``
         (1:N) and ``assemble`` (report and per-pair arrays). ``score`` to
         ``identification`` end once per split.
-
-    pair_sink : callable, optional
-        ``pair_sink(name, array)`` receives a per-pair array as soon as it is final (only
-        when one split is evaluated: IJB-B/C), for a report written while the evaluation
-        runs (:func:`facebench.report.streamed_report`); ``pair_data`` still holds it.
 
     Returns
     -------
@@ -260,9 +254,6 @@ def evaluate_templates(
             "probe_top_score",
         )
     }
-    # With one split, its per-pair arrays are final as soon as made: they go to the sink
-    # (the report's per-pair file, written in a thread) while the scores are computed.
-    stream = pair_sink if len(splits) == 1 else None
     for split in splits:
         entry: dict[str, Any] = {"split": split.split}
         ver = split.verification
@@ -272,9 +263,6 @@ def evaluate_templates(
             pair_parts["left"].append(ids[ver.left])
             pair_parts["right"].append(ids[ver.right])
             pair_parts["is_same"].append(ver.is_same.copy())  # not the protocol's array
-            if stream is not None:
-                for key in ("split", "left", "right", "is_same"):
-                    stream(key, pair_parts[key][-1])
             precision = resolve_precision(
                 options.score_precision, int(ver.left.size), options.tar_rule
             )
@@ -291,8 +279,6 @@ def evaluate_templates(
             )
             scores, counts = scored.scores, scored.counts
             pair_parts["score"].append(scores)
-            if stream is not None:
-                stream("score", scores)
             eer = equal_error_rate(counts)
             entry.update(
                 n_templates=ver.templates.n_templates,

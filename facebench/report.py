@@ -21,12 +21,11 @@ that the next write replaces without ``--overwrite`` (:func:`check_report_writab
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -183,93 +182,6 @@ def _write_member(zf: zipfile.ZipFile, name: str, value: npt.ArrayLike) -> None:
     info.external_attr = 0o600 << 16  # what numpy.savez's members carry
     with zf.open(info, "w", force_zip64=True) as member:
         np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=True)
-
-
-class PairFileSink:
-    """A report's per-pair file, written member by member in a background thread while the
-    evaluation goes on (:func:`streamed_report`): the same bytes as :func:`save_npz` of the
-    same arrays in the same order.
-
-    ``add(name, array)`` queues a member (the array must not change afterwards); members
-    are written in the order added. :meth:`commit` adds the rest, waits, and writes the JSON.
-    A failed write (a full disk, ...) is raised by the next ``add`` or by ``commit``, naming
-    the per-pair file.
-    """
-
-    def __init__(self, handle: BinaryIO, npz_path: Path, json_tmp: Path, json_path: Path):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._handle = handle
-        self._npz_path = npz_path
-        self._json_tmp = json_tmp
-        self._json_path = json_path
-        self._zip = zipfile.ZipFile(
-            handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True
-        )
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-npz")
-        self._pending: list[Any] = []
-        self.names: list[str] = []
-        self.committed = False
-
-    def add(self, name: str, value: npt.ArrayLike) -> None:
-        """Queue member ``name`` (each name once)."""
-        if name in self.names:
-            raise ValueError(f"{name!r} was added to the per-pair file already")
-        self._raise_failed()
-        self.names.append(name)
-        self._pending.append(self._pool.submit(_write_member, self._zip, name, value))
-
-    def _raise_failed(self, wait: bool = False) -> None:
-        for future in list(self._pending):
-            if wait or future.done():
-                with output_errors(self._npz_path):
-                    future.result()
-                self._pending.remove(future)
-
-    def commit(self, text: str, arrays: Mapping[str, npt.ArrayLike]) -> None:
-        """Add the members of ``arrays`` not added yet, finish the per-pair file and write
-        the report JSON ``text`` (both still under their temporary names)."""
-        for name, value in arrays.items():
-            if name not in self.names:
-                self.add(name, value)
-        self._raise_failed(wait=True)
-        self._pool.shutdown()
-        with output_errors(self._npz_path):
-            self._zip.close()
-        with output_errors(self._json_path):
-            self._json_tmp.write_text(text, encoding="utf-8")
-        self.committed = True
-
-    def abandon(self) -> None:
-        """Stop writing (the temporary files are then removed by the caller)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        with contextlib.suppress(Exception):
-            self._zip.close()
-
-
-@contextlib.contextmanager
-def streamed_report(path: str | Path, overwrite: bool = False) -> Iterator[PairFileSink]:
-    """Write ``report.json`` and ``report.scores.npz`` as :func:`write_json_with_scores` does
-    (temporary files, flushed, renamed together, the report last), but with the per-pair
-    arrays written while the evaluation runs: the block adds arrays to the yielded
-    :class:`PairFileSink` as they become final and ends with ``commit(json_text, arrays)``.
-    A block that raises, or ends without ``commit``, leaves no file behind."""
-    path, npz_path = check_report_writable(path, overwrite)
-    replace_npz = overwrite or not path.exists()
-    with atomic_paths([npz_path, path], [replace_npz, overwrite]) as (npz_tmp, json_tmp):
-        with output_errors(npz_path):
-            handle = open(npz_tmp, "wb")  # closed below, whatever happens
-        sink = PairFileSink(handle, npz_path, json_tmp, path)
-        try:
-            yield sink
-            if not sink.committed:
-                raise RuntimeError("streamed_report: the block ended without commit()")
-        except BaseException:
-            sink.abandon()
-            raise
-        finally:
-            with output_errors(npz_path):
-                handle.close()
 
 
 def check_report_writable(path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:

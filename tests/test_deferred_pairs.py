@@ -163,24 +163,23 @@ def test_the_streamed_per_pair_file_is_byte_identical(
     those of the file written at the end from the same arrays."""
     from facebench.report import scores_path_for, write_report
 
-    out = tmp_path / "streamed.json"
+    out = tmp_path / "cli.json"
     result = CliRunner().invoke(cli, verify_args(world, out))
     assert result.exit_code == 0, result.output
     whole = load_ijb(world["root"], world["variant"], detector_scores=False)
     report, data = evaluate_templates(whole, world["store"], SplitOptions(pooling="media"))
     at_end = tmp_path / "at_end.json"
     write_report(report, at_end, data)
-    streamed_npz = scores_path_for(out).read_bytes()
-    assert streamed_npz == scores_path_for(at_end).read_bytes()
+    assert scores_path_for(out).read_bytes() == scores_path_for(at_end).read_bytes()
     with np.load(scores_path_for(out)) as loaded:
         assert list(loaded.keys())[:5] == ["split", "left", "right", "is_same", "score"]
 
 
-def test_a_failed_streamed_write_leaves_nothing(
+def test_a_failed_per_pair_write_leaves_nothing(
     world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A disk that fills while the per-pair file is written in its thread: one error naming
-    the file and errno, exit 2, no report, no per-pair file, no temporary file."""
+    """A disk that fills while the per-pair file is written: one error naming the file and
+    errno, exit 2, no report, no per-pair file, no temporary file."""
     import errno
 
     import facebench.report as report_module

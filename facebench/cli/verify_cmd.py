@@ -272,22 +272,11 @@ def verify_command(
             score_precision=score_precision,
             device=device,
         )
-        if json_path is None:
-            split_report, _ = evaluate_templates(
-                protocol, store, split_options, memory_mib=memory_mib
-            )
-            render_split_report(split_report, console)
-            return
-        from facebench.report import scores_path_for, streamed_report, to_json
-
-        # The per-pair file is written while the scores are computed (IJB-B/C: 300 MB).
-        with streamed_report(json_path, overwrite) as sink:
-            split_report, pair_data = evaluate_templates(
-                protocol, store, split_options, memory_mib=memory_mib, pair_sink=sink.add
-            )
-            sink.commit(to_json(split_report), pair_data)
+        split_report, pair_data = evaluate_templates(
+            protocol, store, split_options, memory_mib=memory_mib
+        )
         render_split_report(split_report, console)
-        click.echo(f"wrote {json_path} and {scores_path_for(json_path)}", err=True)
+        _write_outputs(split_report, pair_data, json_path, overwrite)
         return
     from facebench.evaluate import evaluate_pairs
 
