@@ -76,6 +76,7 @@ import hashlib
 import io
 import json
 import math
+import mmap
 import os
 import re
 import shutil
@@ -1073,19 +1074,24 @@ class FeatureStore:
             pieces = []
             for a, b in zip([c0, *gaps.tolist()], [*gaps.tolist(), c1], strict=True):
                 lo, hi = max(first, a * chunk_rows), min(first + n, b * chunk_rows)
-                pieces.append(
-                    np.memmap(
-                        self.info.path,
-                        dtype="<f4",
-                        mode="r",
-                        offset=int(offsets[a]) + (lo - a * chunk_rows) * row_bytes,
-                        shape=(hi - lo, dim),
-                    )
-                )
+                start = int(offsets[a]) + (lo - a * chunk_rows) * row_bytes
+                pieces.append(self._map_bytes(start, (hi - lo, dim)))
             features = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
             norms = np.empty(n, dtype=np.float32)
             self._handle[names[1]].read_direct(norms, np.s_[first : first + n])
         return features, norms
+
+    def _map_bytes(self, offset: int, shape: tuple[int, int]) -> np.ndarray:
+        """A read-only float32 array over bytes ``offset ..`` of the file HDF5 has open.
+
+        Mapped through HDF5's own file descriptor, never by path: a store replaced under
+        the same name while open (an append renames a new file into place) is still read
+        from the file whose layout was read."""
+        fd = self._handle.id.get_vfd_handle()
+        aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
+        length = offset - aligned + shape[0] * shape[1] * 4
+        mapped = mmap.mmap(fd, length, offset=aligned, access=mmap.ACCESS_READ)
+        return np.ndarray(shape, dtype="<f4", buffer=mapped, offset=offset - aligned)
 
     def _layout(self, name: str) -> tuple[int, np.ndarray] | None:
         """(rows per chunk, file offset of each chunk) of dataset ``name`` when its rows can
@@ -1097,7 +1103,10 @@ class FeatureStore:
         dataset = self._handle[name]
         dim = self.info.dim
         try:
-            size = os.path.getsize(self.info.path)
+            fd = self._handle.id.get_vfd_handle()  # HDF5's own file (not the path's now)
+            if not isinstance(fd, int) or fd < 0:
+                raise TypeError("not a file descriptor")
+            size = os.fstat(fd).st_size
             plain = (
                 dataset.dtype.str == "<f4"
                 and dataset.ndim == 2

@@ -564,6 +564,16 @@ def test_failed_append_leaves_the_store_as_it_was(
 # --- rows read as a memory map of the file -------------------------------------------------
 
 
+def is_mapped(array: np.ndarray) -> bool:
+    """Whether ``array``'s memory is a memory map of a file (no copy)."""
+    import mmap
+
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, mmap.mmap)
+
+
 @pytest.mark.parametrize("compression", [None, "gzip"])
 @pytest.mark.parametrize("n", [1, 700, 1300])
 def test_contiguous_rows_are_mapped_when_the_layout_allows(
@@ -595,7 +605,7 @@ def test_contiguous_rows_are_mapped_when_the_layout_allows(
             rows = np.arange(first, stop)
             got, got_norms = store.read_rows(rows)
             # (a single row is read through h5py: not worth a map)
-            assert isinstance(got, np.memmap) == (compression is None and stop - first > 1)
+            assert is_mapped(got) == (compression is None and stop - first > 1)
             np.testing.assert_array_equal(got, expected["features"][first:stop])
             np.testing.assert_array_equal(got_norms, expected["norms"][first:stop])
             got_flip, _ = store.read_rows(rows, flip=True)
@@ -603,7 +613,7 @@ def test_contiguous_rows_are_mapped_when_the_layout_allows(
         # rows with a gap, or out of order: read and ordered through h5py as before
         picked = np.array([n - 1, 0]) if n > 1 else np.array([0, 0])
         got, _ = store.read_rows(picked)
-        assert not isinstance(got, np.memmap)
+        assert not is_mapped(got)
         np.testing.assert_array_equal(got, expected["features"][picked])
 
 
@@ -655,3 +665,21 @@ def test_mapped_rows_across_chunks_that_are_not_back_to_back(tmp_path: Path) -> 
             got, got_norms = store.read_rows(np.arange(first, stop))
             np.testing.assert_array_equal(got, values[first:stop])
             np.testing.assert_array_equal(got_norms, norms.astype(np.float32)[first:stop])
+
+
+def test_a_store_replaced_while_open_is_still_read_from_its_own_file(tmp_path: Path) -> None:
+    """An append renames a new file into the store's place while a reader has it open: the
+    reader's mapped rows come from the file it opened (HDF5's descriptor), never from
+    whatever the path names now."""
+    rng = np.random.default_rng(9)
+    first, first_norms = normalize_rows(rng.standard_normal((800, 8)))
+    other, other_norms = normalize_rows(rng.standard_normal((900, 8)))
+    path = tmp_path / "s.h5"
+    create_store(path, [f"i{k}" for k in range(800)], first, first_norms, model="m")
+    replacement = tmp_path / "new.h5"
+    create_store(replacement, [f"j{k}" for k in range(900)], other, other_norms, model="m")
+    with FeatureStore.open(path) as store:
+        replacement.replace(path)  # the path now names another file
+        got, _ = store.read_rows(np.arange(800))
+        assert is_mapped(got)
+        np.testing.assert_array_equal(got, first.astype(np.float32))
