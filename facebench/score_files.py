@@ -202,6 +202,7 @@ def compute_scores(
             flip_fusion=options.flip_fusion,
             splits=options.splits or None,
             allow_skipped=options.allow_skipped,
+            score_precision="float64",  # every exported score a float64 one, at any size
         )
         report: FoldReport | SplitReport
         report, data = evaluate_templates(

@@ -355,3 +355,33 @@ def test_pairs_file_is_refused_for_template_protocols(
         "--features", ijbc_world["store"], "-o", tmp_path / "s.csv",
     )  # fmt: skip
     assert_user_error(result, "--pairs", "--protocol-dir", only_line=True)
+
+
+def test_ijbc_scores_are_float64_even_where_verify_scores_in_float32(
+    tmp_path: Path, ijbc_world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`verify` scores IJB-B/C in float32 from 2**20 pairs (here: from 1 pair), with float64
+    re-scores where TAR needs them; `scores` exports a float64 score for every pair."""
+    import facebench.template_scores as template_scores
+
+    monkeypatch.setattr(template_scores, "FLOAT32_MIN_PAIRS", 1)
+    report = tmp_path / "r32.json"
+    result = run(
+        "verify", "--protocol", "ijbc", "--protocol-dir", ijbc_world["root"], "--features",
+        ijbc_world["store"], "--json", report,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(report.read_text())["splits"]
+    assert entry["score_precision"]["precision"] == "float32"
+    with np.load(tmp_path / "r32.scores.npz") as npz:
+        float32_scores = npz["score"]
+    out = tmp_path / "ijbc.csv"
+    result = run(
+        "scores", "--protocol", "ijbc", "--protocol-dir", ijbc_world["root"], "--features",
+        ijbc_world["store"], "-o", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    exported = np.loadtxt(out, delimiter=",", skiprows=1, dtype=np.float64)[:, 2]
+    np.testing.assert_array_equal(exported, ijbc_world["score"])  # verify's float64 scores
+    assert not np.array_equal(exported, float32_scores)  # float32 where not re-scored
+    assert np.abs(exported - float32_scores).max() <= entry["score_precision"]["error_bound"]
