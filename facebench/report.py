@@ -175,13 +175,32 @@ def save_npz(handle: BinaryIO, arrays: Mapping[str, npt.ArrayLike]) -> None:
             _write_member(zf, name, value)
 
 
+_WRITE_STEP = 1 << 24  # bytes per write of an array's data into its zip member
+
+
 def _write_member(zf: zipfile.ZipFile, name: str, value: npt.ArrayLike) -> None:
-    """One ``name.npy`` member of a :func:`save_npz` archive."""
+    """One ``name.npy`` member of a :func:`save_npz` archive.
+
+    A C-ordered array of numbers or fixed-size strings is written as its header then its bytes
+    (no copy: ``numpy.lib.format.write_array`` copies each block twice into a file-like
+    object such as a zip member, 0.1 s for IJB-C's 300 MB); the bytes are the same
+    (tested). Anything else goes through ``write_array``.
+    """
+    array = np.asanyarray(value)
     info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_STORED
     info.external_attr = 0o600 << 16  # what numpy.savez's members carry
     with zf.open(info, "w", force_zip64=True) as member:
-        np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=True)
+        plain = array.dtype.kind in "biufcSU" and array.dtype.names is None
+        if not plain or not array.flags.c_contiguous or type(array) is not np.ndarray:
+            np.lib.format.write_array(member, array, allow_pickle=True)
+            return
+        np.lib.format.write_array_header_1_0(
+            member, np.lib.format.header_data_from_array_1_0(array)
+        )
+        data = array.reshape(-1).view(np.uint8)
+        for start in range(0, data.size, _WRITE_STEP):
+            member.write(data[start : start + _WRITE_STEP].data)
 
 
 def check_report_writable(path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:

@@ -13,7 +13,7 @@ points, then checks what is left and runs the command again:
 
 Kill points are chosen by a hook, not by timing: the command runs under :data:`KILLER`,
 which wraps one function (``os.replace``, ``h5py.Group.create_dataset``,
-``numpy.lib.format.write_array``, ...) and kills its own process before or after its n-th
+``facebench.report._write_member``, ...) and kills its own process before or after its n-th
 call on a matching path: mid-way through an HDF5 or ``.npz`` write, with a temporary file
 complete but not renamed, between the renames of two files, while a folder is deleted.
 Extraction is also killed by polling (as soon as a new chunk file appears) and after a
@@ -351,7 +351,7 @@ def test_import_survives_kill_9(tmp_path: Path, chain: list[Kill]) -> None:
 VERIFY_KILLS = [
     Kill(
         "npz-half-written",
-        hook="numpy.lib.format.write_array|2|after|end|",
+        hook="facebench.report._write_member|2|after|end|",
         leaves=".r.scores.npz.*.tmp",
     ),
     Kill(

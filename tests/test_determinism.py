@@ -168,3 +168,44 @@ def test_train_twice_with_one_seed_gives_the_same_checkpoint(
     for key in state[0]:
         assert torch.equal(state[0][key], state[1][key]), key
     assert first == second
+
+
+def test_npz_members_are_numpys_bytes() -> None:
+    """The per-pair file writer (its own bytes for plain arrays) gives exactly the bytes of
+    ``numpy.lib.format.write_array`` in the same archive, for every dtype and layout met."""
+    import io
+    import zipfile
+
+    from facebench.report import save_npz
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "f8": rng.random(70_001),
+        "f4": rng.random((3, 5)).astype(np.float32),
+        "i2": np.full(9, 3, dtype=np.int16),
+        "i4": rng.integers(-5, 5, 11).astype(np.int32),
+        "u8": np.arange(4, dtype=np.uint64),
+        "b": rng.random(13) < 0.5,
+        "U": np.array(["G1", "G2", "mean"]),
+        "S": np.array([b"a", b"bcd"]),
+        "empty": np.zeros(0),
+        "scalar": np.float64(2.5),
+        "fortran": np.asfortranarray(rng.random((4, 3))),
+        "strided": rng.random(20)[::3],
+        "big": rng.random((1 << 22) + 5),  # more than one write step
+    }
+    ours = io.BytesIO()
+    save_npz(ours, arrays)
+    reference = io.BytesIO()
+    with zipfile.ZipFile(reference, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o600 << 16
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=True)
+    assert ours.getvalue() == reference.getvalue()
+    ours.seek(0)
+    with np.load(ours) as loaded:
+        for name, value in arrays.items():
+            np.testing.assert_array_equal(loaded[name], value)
