@@ -147,28 +147,28 @@ PARALLEL_SORT_MIN = 1 << 20
 
 
 def sorted_scores(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """``np.sort(values)``; above ``PARALLEL_SORT_MIN`` elements, the two halves are sorted
-    in two threads (numpy sorts without holding the GIL) and merged by a stable sort, which
-    finds the two runs and merges them in linear time. The same values in the same order
-    as one sort: sorting is exact."""
-    if values.size < PARALLEL_SORT_MIN:
-        return np.sort(values)
-    from concurrent.futures import ThreadPoolExecutor
-
-    half = values.size // 2
-    out = np.empty_like(values)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        parts = [pool.submit(_sort_into, values[:half], out[:half])]
-        parts.append(pool.submit(_sort_into, values[half:], out[half:]))
-        for part in parts:
-            part.result()
-    out.sort(kind="stable")  # two ascending runs: one linear merge
+    """``np.sort(values)``, in two threads above ``PARALLEL_SORT_MIN`` elements
+    (:func:`_sort_in_place`). The same values in the same order as one sort: sorting is
+    exact."""
+    out = values.copy()
+    _sort_in_place(out)
     return out
 
 
-def _sort_into(source: npt.NDArray[Any], target: npt.NDArray[Any]) -> None:
-    target[...] = source
-    target.sort()
+def _sort_in_place(values: npt.NDArray[Any]) -> None:
+    """Sort ``values`` in place; above ``PARALLEL_SORT_MIN`` elements the two halves are
+    sorted in two threads (numpy sorts without holding the GIL), then merged by a stable
+    sort, which finds the two runs and merges them in linear time."""
+    if values.size < PARALLEL_SORT_MIN:
+        values.sort()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    half = values.size // 2
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for part in [pool.submit(values[:half].sort), pool.submit(values[half:].sort)]:
+            part.result()
+    values.sort(kind="stable")  # two ascending runs: one linear merge
 
 
 def sorted_float32(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -176,22 +176,12 @@ def sorted_float32(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
     Each value's bits map to a key whose unsigned order is the values' order (negative
     values: every bit flipped; others: the sign bit set), a quarter faster to sort than
-    float32 here and without NaN handling; two threads above ``PARALLEL_SORT_MIN``, as
-    :func:`sorted_scores`. ``-0.0`` sorts just below ``0.0``: equal values stay adjacent.
+    float32 here and without NaN handling; in two threads as :func:`sorted_scores`.
+    ``-0.0`` sorts just below ``0.0``: equal values stay adjacent.
     """
     bits = values.view(np.int32)
     keys = np.bitwise_xor(bits, np.right_shift(bits, 31) | np.int32(-(2**31))).view(np.uint32)
-    if keys.size < PARALLEL_SORT_MIN:
-        keys.sort()
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        half = keys.size // 2
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            parts = [pool.submit(keys[:half].sort), pool.submit(keys[half:].sort)]
-            for part in parts:
-                part.result()
-        keys.sort(kind="stable")  # two ascending runs: one linear merge
+    _sort_in_place(keys)
     # back: keys with the top bit set were non-negative (clear it), others negative (flip)
     signed = keys.view(np.int32)
     return np.bitwise_xor(signed, ~np.right_shift(signed, 31) | np.int32(-(2**31))).view(np.float32)
