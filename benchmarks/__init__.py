@@ -16,3 +16,9 @@ ijbc_bench
     An IJB-C-sized 1:1 evaluation from a store, stage by stage, with peak memory and a
     brute-force check of TAR at FAR 1e-6 ... 1e-1.
 """
+
+from facebench.cpu import avoid_slow_numpy_sort
+
+# Every worker (facebench's side and the baselines') imports this package before numpy:
+# both sides run with the numpy the facebench command line gets (facebench.cpu).
+avoid_slow_numpy_sort()

@@ -262,7 +262,9 @@ def evaluate_templates(
             pair_parts["split"].append(np.full(ver.left.size, split.split, dtype=np.int16))
             pair_parts["left"].append(ids[ver.left])
             pair_parts["right"].append(ids[ver.right])
-            pair_parts["is_same"].append(ver.is_same.copy())  # not the protocol's array
+            labels = ver.is_same.view()  # the protocol's labels, read-only through this view
+            labels.flags.writeable = False
+            pair_parts["is_same"].append(labels)
             precision = resolve_precision(
                 options.score_precision, int(ver.left.size), options.tar_rule
             )
@@ -379,8 +381,8 @@ def _compact_ids(ids: IntArray) -> npt.NDArray[np.integer[Any]]:
 
 
 def _joined(parts: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
-    """One array of the parts (a single part as it is: no copy of 15 M scores; every part
-    is an array made here, never one the protocol holds)."""
+    """One array of the parts (a single part as it is: no copy of 15 M scores; a part that
+    is the protocol's own array, the labels, is a read-only view of it)."""
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

@@ -122,22 +122,28 @@ def chunked_scores(
     width = rights.size
     # At least two rows a block: numpy sends a one-row product to the matrix-vector kernel,
     # which sums in another order, and a score must not depend on the memory budget.
-    block = int(max(min(2, lefts.size), min(lefts.size, block_bytes // (dtype.itemsize * width))))
+    # A block's elements are numbered in int32: at most 2**31 - 1 of them, whatever the budget.
+    rows_fit = min(block_bytes // (dtype.itemsize * width), (2**31 - 1) // width)
+    block = int(max(min(2, lefts.size), min(lefts.size, rows_fit)))
     n_blocks = -(-lefts.size // block)
     # Per pair: its block of left templates, and the element of that block's score matrix
-    # it reads (int32: a block holds at most SCORE_BLOCK_BYTES / 8 elements).
-    in_block = np.empty(left.size, dtype=_block_key_dtype(n_blocks))
+    # it reads, looked up in per-template tables (no division per pair).
+    block_of: npt.NDArray[np.integer[Any]] = (left_position // block).astype(
+        _block_key_dtype(n_blocks)
+    )
+    row_start = ((left_position % block) * width).astype(np.int32)
+    column = right_position.astype(np.int32)
+    in_block = np.empty_like(block_of, shape=left.size)
     element = np.empty(left.size, dtype=np.int32)
 
     def locate(first: int, last: int) -> None:
         for start in range(first, last, PAIR_CHUNK * 32):
             stop = min(start + PAIR_CHUNK * 32, last)
-            position = left_position[left[start:stop]]
-            in_block[start:stop] = position // block
-            position %= block
-            position *= width
-            position += right_position[right[start:stop]]
-            element[start:stop] = position
+            lefts_here = left[start:stop]
+            np.take(block_of, lefts_here, out=in_block[start:stop])
+            here = element[start:stop]
+            np.take(row_start, lefts_here, out=here)
+            here += column.take(right[start:stop])
 
     _in_halves(left.size, locate)
     order = bounds = None
@@ -184,11 +190,12 @@ def _read_off(
     if n_blocks == 1:
         np.take(product, element[first:last], out=scores[first:last])
     elif order is None or bounds is None:
-        pairs = np.flatnonzero(in_block[first:last] == k) + first  # file order
-        scores[pairs] = product[element[pairs]]
+        pairs = np.flatnonzero(in_block[first:last] == k)  # file order
+        pairs += first
+        scores[pairs] = product.take(element.take(pairs))
     else:
         a = int(bounds[k])
-        scores[order[a + first : a + last]] = product[element[a + first : a + last]]
+        scores[order[a + first : a + last]] = product.take(element[a + first : a + last])
 
 
 _PARALLEL_MIN = 1 << 16

@@ -56,6 +56,7 @@ def load_table(
         table = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         _warn(f"{path}: ignoring an unreadable protocol cache entry ({err}); parsing the file")
+        _remove(path)
         return None
     if table.ndim != 2 or table.shape[1] != n_columns or table.dtype.kind not in "iu":
         _warn(f"{path}: ignoring a protocol cache entry of shape {table.shape}; parsing the file")
@@ -84,6 +85,29 @@ def save_table(kind: str, version: int, digest: str, table: npt.NDArray[Any]) ->
             f"{path.parent}: cannot write the protocol cache ({err.strerror or err}); set "
             f"{CACHE_ENV} to a writable folder, or to 'off'"
         )
+
+
+def load_columns(
+    kind: str, version: int, digest: str, n_columns: int
+) -> npt.NDArray[np.integer[Any]] | None:
+    """The cached integer columns (shape ``(n_columns, n)``) of a file with this sha256 as a
+    read-only memory map of the cache file (its pages are the page cache's: nothing is
+    copied or allocated; entries are only ever replaced by a rename, never written in
+    place, so the mapped bytes stay those checked), or None as :func:`load_table`."""
+    path = _path(kind, version, digest)
+    if path is None or not path.is_file():
+        return None
+    try:
+        table = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        _warn(f"{path}: ignoring an unreadable protocol cache entry ({err}); parsing the file")
+        _remove(path)  # so that the parse stores a good entry in its place
+        return None
+    if table.ndim != 2 or table.shape[0] != n_columns or table.dtype.kind not in "iu":
+        _warn(f"{path}: ignoring a protocol cache entry of shape {table.shape}; parsing the file")
+        return None
+    result: npt.NDArray[np.integer[Any]] = table
+    return result
 
 
 def load_text(kind: str, version: int, digest: str) -> str | None:
@@ -125,7 +149,11 @@ def discard(kind: str, version: int, digest: str) -> None:
     for suffix in (".npy", ".txt"):
         path = _path(kind, version, digest, suffix)
         if path is not None:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as err:
-                _warn(f"{path}: cannot remove a damaged protocol cache entry ({err})")
+            _remove(path)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as err:
+        _warn(f"{path}: cannot remove a damaged protocol cache entry ({err})")

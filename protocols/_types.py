@@ -123,15 +123,17 @@ class Verification:
     ----------
     templates : Templates
         The templates the comparisons refer to.
-    left, right : ndarray of int64, shape (P,)
+    left, right : ndarray of int64 (or int32), shape (P,)
         Positions in ``templates.ids`` of the two templates of each comparison, file order.
+        IJB-B/C pairs loaded from the protocol cache are int32 read-only memory maps of
+        the cache entry (:mod:`protocols._cache`); a parse gives int64.
     is_same : ndarray of bool, shape (P,)
         True for a genuine (same subject) comparison.
     """
 
     templates: Templates
-    left: npt.NDArray[np.int64]
-    right: npt.NDArray[np.int64]
+    left: npt.NDArray[np.integer[Any]]
+    right: npt.NDArray[np.integer[Any]]
     is_same: npt.NDArray[np.bool_]
 
 

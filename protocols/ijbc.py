@@ -95,6 +95,7 @@ __all__ = [
 ]
 
 IntArray = npt.NDArray[np.int64]
+AnyIntArray = npt.NDArray[np.integer[Any]]
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -401,8 +402,9 @@ def _lookup(ids: IntArray) -> Callable[[IntArray], IntArray]:
     return search
 
 
-PAIRS_CACHE_VERSION = 1
-"""Bumped whenever the pair parser could read a file differently (old entries are unused)."""
+PAIRS_CACHE_VERSION = 2
+"""Bumped whenever the pair parser could read a file differently, or the entry's layout
+changes (2: one row per column, memory-mapped); old entries are unused."""
 
 
 def _mapped_sha256(path: Path) -> str:
@@ -424,7 +426,7 @@ def _pairs(
     ids: IntArray,
     tid_rel: str,
     digests: dict[Path, str],
-) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], _Table]:
+) -> tuple[AnyIntArray, AnyIntArray, npt.NDArray[np.bool_], _Table]:
     """Positions in ``ids`` of both templates of each pair, is_same, the parsed table
     (the pair file's sha256 already in ``digests``: a cached parse is found by it; a file
     parsed is read whole and its digest taken again from the bytes parsed).
@@ -442,7 +444,7 @@ def _pairs(
         return hashlib.sha256(f"{digests[path]} {ids_digest}".encode()).hexdigest()
 
     key = cache_key()
-    cached = _cache.load_table("ijb-pairs", PAIRS_CACHE_VERSION, key, 3)
+    cached = _cache.load_columns("ijb-pairs", PAIRS_CACHE_VERSION, key, 3)
     if cached is not None:
         found = _checked_positions(cached, ids.size)
         if found is None:
@@ -482,27 +484,28 @@ def _pairs(
     table = _parse_table(path, data, ("int",) * 3, "template_id_1 template_id_2 label", sink)
     n = table.n_rows
     if all(filled is None for filled in table.chunk_filled):  # row r is line r + 1
-        positions = np.empty((n, 3), dtype=np.int32 if ids.size < 2**31 else np.int64)
-        positions[:, 0], positions[:, 1], positions[:, 2] = left[:n], right[:n], is_same[:n]
+        # One column per row of the table: each is a contiguous slice of the mapped file.
+        positions = np.empty((3, n), dtype=np.int32 if ids.size < 2**31 else np.int64)
+        positions[0], positions[1], positions[2] = left[:n], right[:n], is_same[:n]
         _cache.save_table("ijb-pairs", PAIRS_CACHE_VERSION, key, positions)
     return left[:n], right[:n], is_same[:n], table
 
 
 def _checked_positions(
-    found: npt.NDArray[np.integer[Any]], n_templates: int
-) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]] | None:
-    """A cached (left, right, label) table as the parse's arrays; None unless every value
-    is one a parse can give (positions in range, labels 0/1)."""
-    left = found[:, 0].astype(np.int64)  # contiguous copies first: the checks then
-    right = found[:, 1].astype(np.int64)  # read them at full speed
-    label = found[:, 2].astype(np.int8)
+    found: AnyIntArray, n_templates: int
+) -> tuple[AnyIntArray, AnyIntArray, npt.NDArray[np.bool_]] | None:
+    """A cached (left, right, label) table, shape (3, P), as the parse's arrays: the
+    positions as the table's own (read-only, memory-mapped) rows, int32 for any protocol
+    of fewer than 2**31 templates; None unless every value is one a parse can give
+    (positions in range, labels 0/1)."""
+    left, right, label = found[0], found[1], found[2]
     if left.size:
         for column in (left, right):
             if int(column.min()) < 0 or int(column.max()) >= n_templates:
                 return None
         if int(label.min()) < 0 or int(label.max()) > 1:
             return None
-    return left, right, label.view(bool)
+    return left, right, label == 1
 
 
 def _subset(templates: Templates, ids: IntArray, subjects: IntArray) -> Templates:
@@ -591,8 +594,8 @@ def _identification(
 
 def _label_check(
     subject: IntArray,
-    left: IntArray,
-    right: IntArray,
+    left: AnyIntArray,
+    right: AnyIntArray,
     is_same: npt.NDArray[np.bool_],
     rel: str,
     table: _Table,
@@ -728,7 +731,7 @@ def load_ijb(
         templates, counts = _images(root, tid_rel, pts_rel, warnings, digests)
         ids = templates.ids
 
-        def pairs_of() -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], _Table, str]:
+        def pairs_of() -> tuple[AnyIntArray, AnyIntArray, npt.NDArray[np.bool_], _Table, str]:
             # _pairs records the digest of the bytes it parses, when it reads the file
             local = {root / pairs_rel: pair_digest.result()}
             found = _pairs(root, pairs_rel, ids, tid_rel, local)

@@ -307,22 +307,6 @@ def test_rates_in_unit_interval_and_roc_monotone(case):
     assert 0 <= equal_error_rate(c).eer <= 1
 
 
-@pytest.mark.parametrize("quantize", [None, 0.05, 0.5])
-def test_counts_with_the_two_thread_sort_equal_brute_force(
-    monkeypatch: pytest.MonkeyPatch, quantize: float | None
-) -> None:
-    import facebench.metrics.counts as counts_module
-
-    monkeypatch.setattr(counts_module, "PARALLEL_SORT_MIN", 8)  # the threaded path at n=500
-    s, y = random_case(11, n=501, quantize=quantize)
-    c = count_at_thresholds(s, y)
-    thresholds, tp, fp = brute_counts(s, y)
-    assert np.array_equal(c.thresholds, thresholds)
-    assert np.array_equal(c.n_genuine_accepted, tp)
-    assert np.array_equal(c.n_impostor_accepted, fp)
-    assert np.array_equal(c.impostor_sorted, np.sort(s[~y]))
-
-
 @pytest.mark.parametrize("quantize", [None, 0.02, 0.25, 1.0])
 @pytest.mark.parametrize("seed", range(6))
 def test_eer_and_auc_equal_their_whole_array_formulas(seed: int, quantize: float | None) -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from facebench.evaluate import downsample_roc
 from facebench.metrics import auc, count_at_thresholds, equal_error_rate, tar_at_far
-from facebench.metrics.counts import ThresholdCounts, counts_from_sorted, sorted_float32
+from facebench.metrics.counts import ThresholdCounts, counts_from_sorted
 
 TARGETS = (1e-6, 1e-3, 0.01, 0.1, 0.25, 0.5, 0.999, 1.0)
 
@@ -141,14 +141,3 @@ def test_the_table_is_built_only_when_read() -> None:
     assert counts._table == []
     np.testing.assert_array_equal(counts.n_impostor_accepted, [0, 0, 1, 1, 2, 3])
     assert len(counts._table) == 3
-
-
-@pytest.mark.parametrize("n", [0, 1, 5, 1000, (1 << 20) + 3])
-def test_sorted_float32_is_numpy_sort(n: int) -> None:
-    rng = np.random.default_rng(n)
-    x = rng.standard_normal(n).astype(np.float32)
-    if n > 4:
-        x[:4] = [0.0, -0.0, np.float32(-1e-45), np.float32(3.4e38)]
-    out = sorted_float32(x.copy())
-    np.testing.assert_array_equal(out, np.sort(x))
-    assert out.dtype == np.float32

@@ -54,6 +54,12 @@ def test_a_second_load_is_answered_from_the_cache_with_equal_results(
     same(first, second)
     va, vb = first.splits[0].verification, second.splits[0].verification
     assert va is not None and vb is not None
+    # the cached positions are the entry's own rows, mapped read-only: nothing copied
+    assert np.load(entry).shape == (3, va.left.size)
+    for column in (vb.left, vb.right):
+        assert column.dtype == np.int32 and not column.flags.writeable
+        assert isinstance(column.base, np.memmap) or isinstance(column, np.memmap)
+    assert va.left.dtype == np.int64  # a parse's
     assert va.templates.item_keys == vb.templates.item_keys
     for name in ("ids", "item_template", "item_media", "item_score"):
         assert np.array_equal(getattr(va.templates, name), getattr(vb.templates, name)), name
@@ -113,7 +119,7 @@ def test_cached_values_that_fail_the_checks_send_the_load_to_the_parser(
     load(record)
     (entry,) = entries()
     table = np.load(entry)
-    table[3, 2] = 7  # a label the file never had: a tampered entry
+    table[2, 3] = 7  # a label the file never had (row 2: the labels): a tampered entry
     np.save(entry, table)
     pairs = Path(record["root"]) / record["files"]["pairs"]
     assert load(record).sha256 == load(record).sha256  # the parser reads the true file
@@ -135,6 +141,22 @@ def test_a_damaged_entry_is_ignored_with_a_warning(
     again = load(record)
     same(first, again)
     assert "ignoring an unreadable protocol cache entry" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_a_truncated_entry_is_ignored_with_a_warning(
+    record: dict[str, Any], capsys: pytest.CaptureFixture[str], keep: float
+) -> None:
+    first = load(record)
+    (entry,) = entries()
+    data = entry.read_bytes()
+    entry.write_bytes(data[: int(len(data) * keep)])  # its header promises more rows
+    again = load(record)
+    same(first, again)
+    assert "ignoring an unreadable protocol cache entry" in capsys.readouterr().err
+    assert entry.read_bytes() == data  # the parse stored a good entry in its place
+    same(first, load(record))
+    assert "ignoring" not in capsys.readouterr().err
 
 
 def test_the_cache_can_be_turned_off(

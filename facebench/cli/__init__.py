@@ -7,6 +7,10 @@ progress to stderr.
 
 from __future__ import annotations
 
+from facebench.cpu import avoid_slow_numpy_sort
+
+avoid_slow_numpy_sort()  # before numpy is imported (facebench.cpu)
+
 import sys
 from typing import Any
 

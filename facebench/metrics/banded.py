@@ -36,12 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from facebench.metrics.counts import (
-    MetricInputError,
-    ThresholdCounts,
-    counts_from_sorted,
-    sorted_float32,
-)
+from facebench.metrics.counts import MetricInputError, ThresholdCounts, counts_from_sorted
 from facebench.metrics.operating import allowed_false_accepts
 
 FloatArray = npt.NDArray[np.float64]
@@ -168,7 +163,8 @@ def exact_at_targets(
     impostor = ~y
     genuine_values = rescore(genuine_pairs)
     genuine = np.sort(genuine_values)
-    imp32 = sorted_float32(s[impostor])  # ascending float32
+    imp32 = s[impostor]
+    imp32.sort()  # ascending float32, in place: no second copy of 15.6 M scores
 
     # 1. Bands around each target's (k + 1)-th highest float32 impostor score.
     budgets = [allowed_false_accepts(float(t), n_imp) for t in far_targets]
@@ -253,8 +249,9 @@ def _patched(
     the band is sorted again (bands lie more than ``3 bound`` apart: the widened runs are
     disjoint, and each band's exact scores are a run of ``exact_sorted``).
     """
-    out = imp32.astype(np.float64)
+    out = imp32.astype(np.float64)  # ascending: float32 -> float64 keeps the order
     used = 0
+    windows = []
     for lo, hi in bands:
         a = int(np.searchsorted(imp32, lo, side="left"))
         b = int(np.searchsorted(imp32, hi, side="right"))
@@ -264,6 +261,10 @@ def _patched(
         a = int(np.searchsorted(imp32, wide_lo, side="left"))
         b = int(np.searchsorted(imp32, wide_hi, side="right"))
         out[a:b].sort()
-    if used != exact_sorted.size or bool(np.any(out[1:] < out[:-1])):
+        windows.append((a, b))
+    # Outside the windows the values are imp32's, in order: the whole array is one sorted
+    # run when each window is, with its neighbours on both sides.
+    unsorted = any(bool(np.any(np.diff(out[max(a - 1, 0) : b + 1]) < 0)) for a, b in windows)
+    if used != exact_sorted.size or unsorted:
         raise AssertionError("the patched impostor scores are not one sorted run")
     return out
