@@ -320,7 +320,7 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     measured = timer.as_dict()
 
     (entry,) = report.splits
-    scores, is_same = pair_data["score"], pair_data["is_same"]
+    scores, is_same = np.asarray(pair_data["score"]), np.asarray(pair_data["is_same"])
     tar = [(p["far_target"], p["tar"]) for p in entry["tar_at_far"]]
     on_written = [brute_force_tar(scores, is_same, t) for t, _ in tar]
     reference = reference_scores(protocol, store)

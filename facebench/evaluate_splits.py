@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facebench import __version__, pool_store
+from facebench.columns import Taken
 from facebench.errors import FacebenchError, MissingItemsError
 from facebench.evaluate import downsample_roc, store_summary
 from facebench.metrics import auc, equal_error_rate, tar_at_far
@@ -167,11 +168,13 @@ def evaluate_templates(
     Returns
     -------
     report : SplitReport
-    pair_data : dict of ndarray
+    pair_data : dict of ndarray or LazyColumn
         For ``report.scores.npz``: per pair ``split``, ``left``/``right`` template ids,
         ``score``, ``is_same``; per probe ``probe_split``, ``probe_gallery``,
         ``probe_template``, ``probe_mated``, ``probe_mate_rank``, ``probe_mate_score``,
-        ``probe_top_score``.
+        ``probe_top_score``. Of a single split, ``split``, ``left``, ``right`` and (float32
+        scores) ``score`` are :class:`facebench.columns.LazyColumn`: made as the file is
+        written; ``np.asarray`` gives the array.
     """
     from facebench.metrics.identification import cmc, search, tpir_at_fpir
 
@@ -239,7 +242,7 @@ def evaluate_templates(
         return pooled_sets[key] if uses[key] else pooled_sets.pop(key)
 
     entries: list[dict[str, Any]] = []
-    pair_parts: dict[str, list[npt.NDArray[Any]]] = {
+    pair_parts: dict[str, list[Any]] = {
         k: [] for k in ("split", "left", "right", "is_same", "score")
     }
     probe_parts: dict[str, list[npt.NDArray[Any]]] = {
@@ -258,10 +261,12 @@ def evaluate_templates(
         entry: dict[str, Any] = {"split": split.split}
         ver = split.verification
         if ver is not None:
+            # The per-pair file's columns, made as it is written (facebench.columns)
             ids = _compact_ids(ver.templates.ids)
-            pair_parts["split"].append(np.full(ver.left.size, split.split, dtype=np.int16))
-            pair_parts["left"].append(ids[ver.left])
-            pair_parts["right"].append(ids[ver.right])
+            n_pairs = int(ver.left.size)
+            pair_parts["split"].append(Taken(np.array([split.split], np.int16), None, n_pairs))
+            pair_parts["left"].append(Taken(ids, ver.left, n_pairs))
+            pair_parts["right"].append(Taken(ids, ver.right, n_pairs))
             labels = ver.is_same.view()  # the protocol's labels, read-only through this view
             labels.flags.writeable = False
             pair_parts["is_same"].append(labels)
@@ -380,10 +385,11 @@ def _compact_ids(ids: IntArray) -> npt.NDArray[np.integer[Any]]:
     return ids
 
 
-def _joined(parts: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
-    """One array of the parts (a single part as it is: no copy of 15 M scores; a part that
-    is the protocol's own array, the labels, is a read-only view of it)."""
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+def _joined(parts: list[Any]) -> Any:
+    """One column of the parts: a single part as it is (no copy of 15 M scores; a part
+    that is the protocol's own array, the labels, is a read-only view of it; a
+    :class:`facebench.columns.LazyColumn` stays one), several parts as one array."""
+    return parts[0] if len(parts) == 1 else np.concatenate([np.asarray(p) for p in parts])
 
 
 STAGES = ("read", "pool", "pairs", "score", "counts", "metrics", "identification", "assemble")

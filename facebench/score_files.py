@@ -213,7 +213,7 @@ def compute_scores(
                 f"Expected 1:1 pairs in --protocol {protocol_name}, but the splits evaluated"
                 " have none (1:N only); `facebench verify` reports their searches"
             )
-        group, group_name = data["split"], "split"
+        group, group_name = np.asarray(data["split"]), "split"
     else:
         from facebench.evaluate import VerifyOptions, evaluate_pairs
 
@@ -227,8 +227,8 @@ def compute_scores(
         group, group_name = data["fold"], "fold"
     return PairScores(
         protocol=protocol_name,
-        left=data["left"],
-        right=data["right"],
+        left=np.asarray(data["left"]),
+        right=np.asarray(data["right"]),
         score=np.asarray(data["score"], dtype=np.float64),
         is_same=np.asarray(data["is_same"], dtype=bool),
         group=group,

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facebench.columns import Patched
 from facebench.errors import FacebenchError
 from facebench.metrics import ThresholdCounts, count_at_thresholds
 from facebench.metrics.banded import exact_at_targets
@@ -321,7 +322,9 @@ class PairScores:
 
     Attributes
     ----------
-    scores : ndarray of float64, shape (P,)
+    scores : ndarray of float64, or Patched, shape (P,)
+        float32: the float32 scores with the re-scored pairs' float64 ones, made a block
+        at a time (:class:`facebench.columns.Patched`; ``np.asarray`` gives the array).
     counts : ThresholdCounts
     precision : str
         ``float64`` or ``float32`` (the way used; see the module docstring).
@@ -331,7 +334,7 @@ class PairScores:
         float32: pairs given their float64 score.
     """
 
-    scores: FloatArray
+    scores: FloatArray | Patched
     counts: ThresholdCounts
     precision: str
     bound: float | None = None
@@ -409,6 +412,5 @@ def score_pairs(
         far_targets,
     )
     tick("counts")
-    return PairScores(
-        banded.scores, banded.counts, "float32", bound, int(np.count_nonzero(banded.exact))
-    )
+    patched = Patched(banded.approx, banded.rescored, banded.rescored_scores)
+    return PairScores(patched, banded.counts, "float32", bound, int(banded.rescored.size))

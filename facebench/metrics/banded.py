@@ -19,8 +19,9 @@ so only the pairs whose float32 score lies near them need their float64 score:
    score in ``[t - e, t + e]`` are re-scored, the others are on the same side of ``t``
    by either score.
 
-:func:`exact_at_targets` returns every pair's score, float64 where re-scored and the
-float32 value elsewhere, and the counts core of those scores. Built on these scores,
+:func:`exact_at_targets` returns the pairs re-scored and their float64 scores (every
+pair's score: float64 where re-scored and the float32 value elsewhere), and the counts
+core of those scores. Built on these scores,
 :func:`facebench.metrics.operating.tar_at_far` with the ``exact`` rule gives, for each
 target, the same TAR, threshold, achieved FAR and impostor count as on the float64 scores
 of every pair (the two arguments above; tested against float64 brute force). AUC, EER and
@@ -52,21 +53,37 @@ class BandedScores:
 
     Attributes
     ----------
-    scores : ndarray of float64, shape (n,)
-        Per pair: the float64 score where re-scored (every genuine pair, and the impostor
-        pairs in a band), else the float32 score.
-    exact : ndarray of bool, shape (n,)
-        Which pairs were re-scored.
+    approx : ndarray of float32, shape (n,)
+        The approximate scores given.
+    rescored : ndarray of int64, ascending
+        The pairs re-scored: every genuine pair, and the impostor pairs in a band.
+    rescored_scores : ndarray of float64
+        Their float64 scores.
     counts : ThresholdCounts
-        :func:`facebench.metrics.counts.count_at_thresholds` of ``scores``.
+        :func:`facebench.metrics.counts.count_at_thresholds` of :attr:`scores`.
     bands : list of (float, float)
         The float32 score intervals whose impostors were re-scored (merged, ascending).
     """
 
-    scores: FloatArray
-    exact: npt.NDArray[np.bool_]
+    approx: npt.NDArray[np.float32]
+    rescored: IntArray
+    rescored_scores: FloatArray
     counts: ThresholdCounts
     bands: list[tuple[float, float]]
+
+    @property
+    def scores(self) -> FloatArray:
+        """Per pair: the float64 score where re-scored, else the float32 score."""
+        out = self.approx.astype(np.float64)
+        out[self.rescored] = self.rescored_scores
+        return out
+
+    @property
+    def exact(self) -> npt.NDArray[np.bool_]:
+        """Which pairs were re-scored."""
+        out = np.zeros(self.approx.size, dtype=bool)
+        out[self.rescored] = True
+        return out
 
 
 def _down32(x: float) -> np.float32:
@@ -199,15 +216,12 @@ def exact_at_targets(
                 f"Expected approximate scores within {bound:.3g} of the exact ones, but a"
                 f" {which} pair's differ by {float(np.max(np.abs(approx_of - exact_of))):.3g}"
             )
-    scores = s.astype(np.float64)
-    scores[genuine_pairs] = genuine_values
-    scores[pairs] = values
-    exact = np.zeros(s.size, dtype=bool)
-    exact[genuine_pairs] = True
-    exact[pairs] = True
+    rescored = np.concatenate((genuine_pairs, pairs))  # disjoint: genuine and impostor
+    order = np.argsort(rescored)
     return BandedScores(
-        scores=scores,
-        exact=exact,
+        approx=s,
+        rescored=rescored[order],
+        rescored_scores=np.concatenate((genuine_values, values))[order],
         counts=counts_from_sorted(genuine, _patched(imp32, bands, np.sort(values), bound)),
         bands=[(float(lo), float(hi)) for lo, hi in bands],
     )
