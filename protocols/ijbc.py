@@ -376,7 +376,7 @@ def _images(
         "image_lines": n_lines,
         "images": len(names),
         "templates": int(ids.size),
-        "media": int(np.unique(media_of).size),
+        "media": _n_distinct(media_of),
         **landmark_counts,
         "repeated_lines_dropped": dropped,
     }
@@ -489,6 +489,13 @@ def _pairs(
         positions[0], positions[1], positions[2] = left[:n], right[:n], is_same[:n]
         _cache.save_table("ijb-pairs", PAIRS_CACHE_VERSION, key, positions)
     return left[:n], right[:n], is_same[:n], table
+
+
+def _n_distinct(values: IntArray) -> int:
+    """How many distinct values (by one sort: numpy's hash-table ``np.unique`` takes ten
+    times longer on IJB-C's 469,375 media ids)."""
+    ordered = np.sort(values)
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if ordered.size else 0
 
 
 def _checked_positions(
@@ -727,7 +734,7 @@ def load_ijb(
     # the templates) while the thread works.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-pairs")
     try:
-        pair_digest = pool.submit(_mapped_sha256, root / pairs_rel)
+        pair_digest = pool.submit(_cache.file_sha256, root / pairs_rel, _mapped_sha256)
         templates, counts = _images(root, tid_rel, pts_rel, warnings, digests)
         ids = templates.ids
 

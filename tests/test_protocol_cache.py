@@ -1,8 +1,13 @@
 """The IJB pair-file cache: answered only for the same bytes, checked like a parse, damaged
-entries ignored; the landmarks file read only when detector scores are asked for."""
+entries ignored; the landmarks file read only when detector scores are asked for; a large
+file's digest kept only while the file is unchanged."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +208,98 @@ def test_without_detector_scores_the_landmarks_file_is_neither_read_nor_hashed(
 def test_the_checksum_from_bytes_read_equals_a_fresh_hash(record: dict[str, Any]) -> None:
     protocol = load(record)
     assert protocol.sha256 == files_sha256(Path(record["root"]), list(protocol.files))
+
+
+# --- the digest of a large file, kept under its stat signature ------------------------------
+
+
+def counting_hash(calls: list[Path]) -> Callable[[Path], str]:
+    def compute(path: Path) -> str:
+        calls.append(path)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    return compute
+
+
+@pytest.fixture
+def data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(_cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)  # files written just now count as settled
+    path = tmp_path / "pairs.txt"
+    path.write_bytes(b"1 2 1\n3 4 0\n")
+    return path
+
+
+def test_a_file_unchanged_since_it_was_hashed_is_not_hashed_again(data_file: Path) -> None:
+    calls: list[Path] = []
+    first = _cache.file_sha256(data_file, counting_hash(calls))
+    assert first == hashlib.sha256(data_file.read_bytes()).hexdigest()
+    assert _cache.file_sha256(data_file, counting_hash(calls)) == first
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("how", ["same size", "mtime restored", "renamed over", "appended"])
+def test_a_changed_file_is_hashed_again(data_file: Path, how: str) -> None:
+    calls: list[Path] = []
+    _cache.file_sha256(data_file, counting_hash(calls))
+    status = data_file.stat()
+    if how == "renamed over":
+        other = data_file.with_name("other.txt")
+        other.write_bytes(b"1 2 0\n3 4 0\n")
+        os.replace(other, data_file)
+    elif how == "appended":
+        with open(data_file, "ab") as handle:
+            handle.write(b"5 6 1\n")
+    else:
+        time.sleep(0.01)  # a later status-change time, whatever the clock's tick
+        data_file.write_bytes(b"1 2 0\n3 4 0\n")  # one label flipped: the same size
+        if how == "mtime restored":
+            os.utime(data_file, ns=(status.st_atime_ns, status.st_mtime_ns))
+    digest = _cache.file_sha256(data_file, counting_hash(calls))
+    assert digest == hashlib.sha256(data_file.read_bytes()).hexdigest()
+    assert len(calls) == 2
+
+
+def test_a_file_changed_just_before_hashing_is_hashed_every_time(
+    data_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_cache, "RACY_SECONDS", 3600.0)  # "just now": within the tick
+    calls: list[Path] = []
+    for _ in range(3):
+        _cache.file_sha256(data_file, counting_hash(calls))
+    assert len(calls) == 3
+
+
+def test_digests_with_the_cache_off_or_a_damaged_entry(
+    data_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Path] = []
+    truth = hashlib.sha256(data_file.read_bytes()).hexdigest()
+    _cache.file_sha256(data_file, counting_hash(calls))
+    folder = _cache.cache_dir()
+    assert folder is not None
+    (entry,) = folder.glob("sha256-*.txt")
+    signature = entry.read_text(encoding="utf-8").split("\n")[0]
+    for damaged in ("", "garbage", f"{signature}\n{'z' * 64}\n", f"{signature}\n{truth[:10]}\n"):
+        entry.write_text(damaged, encoding="utf-8")
+        assert _cache.file_sha256(data_file, counting_hash(calls)) == truth
+        assert entry.read_text(encoding="utf-8") == f"{signature}\n{truth}\n"  # stored again
+    monkeypatch.setenv(_cache.CACHE_ENV, "off")
+    before = len(calls)
+    for _ in range(2):
+        assert _cache.file_sha256(data_file, counting_hash(calls)) == truth
+    assert len(calls) == before + 2
+
+
+def test_a_second_ijb_load_does_not_hash_the_pair_file(
+    record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)
+    hashed: list[Path] = []
+    real = ijbc._mapped_sha256
+    monkeypatch.setattr(ijbc, "_mapped_sha256", lambda p: hashed.append(p) or real(p))
+    first = load(record)
+    second = load(record)
+    assert len(hashed) == 1
+    same(first, second)
+    assert second.sha256 == files_sha256(Path(record["root"]), list(first.files))

@@ -10,7 +10,7 @@ from typing import Any
 import ijbc_fixtures
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ijbc_fixtures import file_names, write_ijbc
 
@@ -571,3 +571,11 @@ def test_csv_with_two_columns_and_no_final_newline(tmp_path, monkeypatch):
 def test_valid_csvs_with_either_line_end(tmp_path, crlf):
     record = write_ijbc(tmp_path, variant="ijbb", crlf=crlf)
     check_matches(load(record), record)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-5, 5), max_size=40))
+def test_n_distinct_counts_as_np_unique(values: list[int]) -> None:
+    from protocols.ijbc import _n_distinct
+
+    assert _n_distinct(np.array(values, dtype=np.int64)) == np.unique(values).size
