@@ -59,8 +59,13 @@ FloatArray = npt.NDArray[np.float64]
 
 def _used(index: npt.NDArray[np.integer[Any]], n: int) -> tuple[IntArray, npt.NDArray[np.int32]]:
     """The distinct values of ``index`` (ascending) and a map value -> its position."""
-    used = np.zeros(n, dtype=bool)
-    used[index] = True
+    marks = np.zeros((2, n), dtype=bool)  # a row per half of ``index``: a thread each
+
+    def mark(first: int, last: int) -> None:
+        marks[0 if first == 0 else 1, index[first:last]] = True
+
+    _in_halves(index.size, mark)
+    used = marks[0] | marks[1]
     position = np.cumsum(used, dtype=np.int32)
     position -= 1
     return np.flatnonzero(used), position
