@@ -241,31 +241,30 @@ def pool_from_store(
     flips = flip_fusion != "none"
     width = 2 * store.info.dim if flip_fusion == "concat" else store.info.dim
     pooled = [np.zeros((plan.n_templates, width), dtype=np.float64) for plan in plans]
-    # Two reads in flight (the next one read, checked and converted in a thread while this
-    # one is summed here), each of half the units asked for: the same memory. The sums
-    # are added here alone, in unit order, so the results are those of one read at a time.
+    # Two reads in flight (the next one read and checked in a thread while this one is
+    # converted to float64 and summed here: the two halves of the work about equal), each
+    # of half the units asked for: the same memory. The sums are added here alone, in unit
+    # order, so the results are those of one read at a time.
     step = max(1, units_per_read // 2) * UNIT_ROWS
     starts = list(range(0, read.size, step))
-    buffers: list[list[FloatArray]] = [[], []]
+    buffers: list[FloatArray] = []  # the float64 rows of this read, reused
 
-    def load(k: int) -> list[tuple[FloatArray, FloatArray | None]]:
+    def load(k: int) -> list[tuple[npt.NDArray[np.floating[Any]], FloatArray | None]]:
         rows = read[starts[k] : starts[k] + step]
         unit, norms32 = store.read_rows(rows)
         unit_flip = norms_flip = None
         if flips:
             unit_flip, flip32 = store.read_rows(rows, flip=True)
             norms_flip = flip32.astype(np.float64)
-        return _as_float64(
-            _streams(mode, flip_fusion, unit, norms32.astype(np.float64), unit_flip, norms_flip),
-            buffers[k % 2],
-        )
+        return _streams(mode, flip_fusion, unit, norms32.astype(np.float64), unit_flip, norms_flip)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-read") as pool:
         upcoming = pool.submit(load, 0) if starts else None
         for k, start in enumerate(starts):
             assert upcoming is not None
-            streams = upcoming.result()
+            loaded = upcoming.result()
             upcoming = pool.submit(load, k + 1) if k + 1 < len(starts) else None
+            streams = _as_float64(loaded, buffers)
             stop = min(start + step, read.size)
             for u in range(start // UNIT_ROWS, -(-stop // UNIT_ROWS)):
                 for out, plan in zip(pooled, plans, strict=True):
