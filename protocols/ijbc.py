@@ -331,12 +331,16 @@ def _images(
     """Every tid_mid template with its images, media and (with ``pts_rel``) detector
     scores; subjects -1."""
     path = root / tid_rel
-    data = _read(path, digests)
-    found_in_cache = _cached_tid(digests[path])
+    # A file unchanged since it was hashed is neither read nor hashed again when its parse
+    # is cached (protocols._cache.file_sha256); else it is read whole and hashed.
+    digest = _cache.file_sha256(path, _mapped_sha256)
+    found_in_cache = _cached_tid(digest)
     if found_in_cache is not None:
+        digests[path] = digest
         names, template_of, media_of = found_in_cache
         n_lines, n_dropped = len(names), 0
     else:
+        data = _read(path, digests)  # the digest of exactly the bytes parsed
         table = _parse_table(path, data, ("name", "int", "int"), "image_name template_id media_id")
         _first_bad(
             path,

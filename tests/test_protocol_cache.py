@@ -291,7 +291,7 @@ def test_digests_with_the_cache_off_or_a_damaged_entry(
     assert len(calls) == before + 2
 
 
-def test_a_second_ijb_load_does_not_hash_the_pair_file(
+def test_a_second_ijb_load_hashes_neither_the_pair_file_nor_the_image_list(
     record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)
@@ -299,7 +299,10 @@ def test_a_second_ijb_load_does_not_hash_the_pair_file(
     real = ijbc._mapped_sha256
     monkeypatch.setattr(ijbc, "_mapped_sha256", lambda p: hashed.append(p) or real(p))
     first = load(record)
+    assert sorted(p.name for p in hashed) == sorted(
+        Path(record["files"][kind]).name for kind in ("tid_mid", "pairs")
+    )
     second = load(record)
-    assert len(hashed) == 1
+    assert len(hashed) == 2  # neither file hashed again
     same(first, second)
     assert second.sha256 == files_sha256(Path(record["root"]), list(first.files))

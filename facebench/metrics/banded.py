@@ -112,16 +112,28 @@ def _merged(
     return out
 
 
+@dataclass
+class _Above:
+    """The pairs whose float32 score is at least ``floor`` (ascending), kept from one pass
+    over all scores for the next band search whose intervals lie above ``floor``."""
+
+    floor: float = np.inf
+    pairs: IntArray | None = None
+
+
 def _members(
     approx: npt.NDArray[np.float32],
     impostor: npt.NDArray[np.bool_],
     intervals: list[tuple[np.float32, np.float32]],
+    scan: _Above,
 ) -> IntArray:
     """The impostor pairs whose float32 score lies in one of the (closed) intervals."""
     if not intervals:
         return np.empty(0, dtype=np.int64)
     lowest = min(lo for lo, _ in intervals)
-    candidates = np.flatnonzero(approx >= lowest)
+    if scan.pairs is None or float(lowest) < scan.floor:
+        scan.pairs, scan.floor = np.flatnonzero(approx >= lowest), float(lowest)
+    candidates = scan.pairs
     values = approx[candidates]
     inside = np.zeros(candidates.size, dtype=bool)
     for lo, hi in intervals:
@@ -193,7 +205,8 @@ def exact_at_targets(
     first = _merged(
         [_around(float(imp32[n_imp - k - 1]), 2 * bound) for k in budgets if k < n_imp], 0.0
     )
-    first_pairs = _members(s, impostor, first)
+    scan = _Above()  # the second search reuses the first's pass when it can
+    first_pairs = _members(s, impostor, first, scan)
     first_values = rescore(first_pairs)
     # 2. Each target's threshold: the lowest genuine score above the exact (k + 1)-th
     # highest impostor score v; then a band around it.
@@ -208,7 +221,7 @@ def exact_at_targets(
     # One merged set of bands, more than 3e apart, so that their windows in _patched (2e
     # wider) do not overlap; every pair of the first bands is in them again.
     bands = _merged(first + second, 3 * bound)
-    pairs = _members(s, impostor, bands)
+    pairs = _members(s, impostor, bands, scan)
     values = rescore(pairs)
     # The bound, checked on every pair re-scored (every genuine pair among them): a bound
     # that failed would make the bands too narrow, so it is an error, not a warning.
