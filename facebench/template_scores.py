@@ -62,7 +62,9 @@ def _used(index: npt.NDArray[np.integer[Any]], n: int) -> tuple[IntArray, npt.ND
     marks = np.zeros((2, n), dtype=bool)  # a row per half of ``index``: a thread each
 
     def mark(first: int, last: int) -> None:
-        marks[0 if first == 0 else 1, index[first:last]] = True
+        row = marks[0 if first == 0 else 1]
+        for start in range(first, last, _READ_STEP):  # cache-sized index conversions
+            row[index[start : min(start + _READ_STEP, last)]] = True
 
     _in_halves(index.size, mark)
     used = marks[0] | marks[1]
@@ -143,8 +145,8 @@ def chunked_scores(
     element = np.empty(left.size, dtype=np.int32)
 
     def locate(first: int, last: int) -> None:
-        for start in range(first, last, PAIR_CHUNK * 32):
-            stop = min(start + PAIR_CHUNK * 32, last)
+        for start in range(first, last, _READ_STEP):
+            stop = min(start + _READ_STEP, last)
             lefts_here = left[start:stop]
             np.take(block_of, lefts_here, out=in_block[start:stop])
             here = element[start:stop]
@@ -196,15 +198,20 @@ def _read_off(
     if n_blocks == 1:
         np.take(product, element[first:last], out=scores[first:last])
     elif order is None or bounds is None:
-        pairs = np.flatnonzero(in_block[first:last] == k)  # file order
-        pairs += first
-        scores[pairs] = product.take(element.take(pairs))
+        # In steps of _READ_STEP pairs: the temporaries stay in the caches (and are reused
+        # by the allocator), never fresh pages.
+        for start in range(first, last, _READ_STEP):
+            stop = min(start + _READ_STEP, last)
+            pairs = np.flatnonzero(in_block[start:stop] == k)  # file order
+            pairs += start
+            scores[pairs] = product.take(element.take(pairs))
     else:
         a = int(bounds[k])
         scores[order[a + first : a + last]] = product.take(element[a + first : a + last])
 
 
 _PARALLEL_MIN = 1 << 16
+_READ_STEP = 1 << 18
 
 
 def _in_halves(n: int, work: Callable[[int, int], None]) -> None:

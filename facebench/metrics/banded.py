@@ -121,6 +121,17 @@ class _Above:
     pairs: IntArray | None = None
 
 
+_STEP = 1 << 18  # scores per step of a pass: its temporaries stay in the caches
+
+
+def _at_least(approx: npt.NDArray[np.float32], lowest: np.float32) -> IntArray:
+    """``np.flatnonzero(approx >= lowest)``, a cache-sized step at a time."""
+    parts = [
+        np.flatnonzero(approx[a : a + _STEP] >= lowest) + a for a in range(0, approx.size, _STEP)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
 def _members(
     approx: npt.NDArray[np.float32],
     impostor: npt.NDArray[np.bool_],
@@ -132,7 +143,7 @@ def _members(
         return np.empty(0, dtype=np.int64)
     lowest = min(lo for lo, _ in intervals)
     if scan.pairs is None or float(lowest) < scan.floor:
-        scan.pairs, scan.floor = np.flatnonzero(approx >= lowest), float(lowest)
+        scan.pairs, scan.floor = _at_least(approx, lowest), float(lowest)
     candidates = scan.pairs
     values = approx[candidates]
     inside = np.zeros(candidates.size, dtype=bool)
@@ -176,7 +187,7 @@ def exact_at_targets(
             "Expected 1-D float32 `approx` and bool `is_same` of the same length, but got"
             f" {s.dtype} {s.shape} and {y.dtype} {y.shape}"
         )
-    if not np.isfinite(s).all():
+    if s.size and not (np.isfinite(s.min()) and np.isfinite(s.max())):  # NaN, inf: no
         raise MetricInputError("Expected finite approximate scores")
     if not (np.isfinite(bound) and bound >= 0):
         raise MetricInputError(f"Expected a finite error bound >= 0, but got {bound!r}")
