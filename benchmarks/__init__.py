@@ -17,8 +17,8 @@ ijbc_bench
     brute-force check of TAR at FAR 1e-6 ... 1e-1.
 """
 
-from facebench.cpu import avoid_slow_numpy_sort
+from facebench.cpu import before_numpy
 
 # Every worker (facebench's side and the baselines') imports this package before numpy:
 # both sides run with the numpy the facebench command line gets (facebench.cpu).
-avoid_slow_numpy_sort()
+before_numpy()

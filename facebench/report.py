@@ -178,7 +178,7 @@ def save_npz(handle: BinaryIO, arrays: Mapping[str, npt.ArrayLike]) -> None:
 
 
 _WRITE_STEP = 1 << 24  # bytes per write of an array's data into its zip member
-_LAZY_STEP = 1 << 22  # bytes per block of a lazy column
+_LAZY_STEP = 1 << 20  # bytes per block of a lazy column
 
 
 def _write_member(zf: zipfile.ZipFile, name: str, value: npt.ArrayLike) -> None:
@@ -215,7 +215,7 @@ def _write_lazy(member: IO[bytes], column: LazyColumn) -> None:
     C-ordered 1-D array of its dtype and size, then its values a block at a time."""
     header = {"descr": np.lib.format.dtype_to_descr(column.dtype), "fortran_order": False}
     np.lib.format.write_array_header_1_0(member, {**header, "shape": column.shape})
-    # Blocks of 4 MiB: their temporaries (an int32 index taken as int64, a float32 block
+    # Blocks of 1 MiB: their temporaries (an int32 index taken as int64, a float32 block
     # widened) stay small enough for the allocator to reuse, never fresh pages.
     step = max(1, min(_WRITE_STEP, _LAZY_STEP) // column.dtype.itemsize)
     starts = range(0, column.size, step)

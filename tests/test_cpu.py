@@ -1,6 +1,6 @@
 """numpy's AVX-512 targets turned off on AMD Zen 4 (its AVX-512 sort is six times slower
-there than the AVX2 one), only before numpy is imported and only when the user has not
-chosen."""
+there than the AVX2 one) and OpenBLAS's idle threads told to sleep soon, only before numpy
+is imported and only when the user has not chosen."""
 
 from __future__ import annotations
 
@@ -71,15 +71,27 @@ def test_nothing_is_set_otherwise(
     assert env == before
 
 
+def test_blas_threads_are_told_to_sleep_soon_unless_the_user_chose() -> None:
+    env: dict[str, str] = {}
+    assert cpu.short_blas_spin(env, {}) == "16"
+    assert env == {"OPENBLAS_THREAD_TIMEOUT": "16"}
+    for env, modules in (({cpu.BLAS_SPIN: "28"}, {}), ({}, {"numpy": object()})):
+        before = dict(env)
+        assert cpu.short_blas_spin(env, modules) is None
+        assert env == before
+
+
 def run_cli_probe(extra_env: dict[str, str]) -> list[str]:
-    """Import the command line in a fresh interpreter; report the variable and whether numpy
-    dispatches to its AVX-512 targets there."""
+    """Import the command line in a fresh interpreter; report the variables and whether
+    numpy dispatches to its AVX-512 targets there."""
     code = (
         "import os, facebench.cli, numpy._core._multiarray_umath as m;"
         f" print(os.environ.get({cpu.NUMPY_FLAG!r}, '-'));"
-        " print(m.__cpu_features__.get('X86_V4'))"
+        " print(m.__cpu_features__.get('X86_V4'));"
+        f" print(os.environ.get({cpu.BLAS_SPIN!r}, '-'))"
     )
-    env = {k: v for k, v in os.environ.items() if k not in (cpu.NUMPY_FLAG, cpu.OPT_OUT)}
+    unset = (cpu.NUMPY_FLAG, cpu.OPT_OUT, cpu.BLAS_SPIN)
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(extra_env)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
@@ -90,7 +102,8 @@ def run_cli_probe(extra_env: dict[str, str]) -> list[str]:
 
 def test_the_command_line_sets_it_before_numpy_on_this_machine() -> None:
     expected = cpu.avoid_slow_numpy_sort({}, {})  # what this machine's CPU and numpy call for
-    value, avx512 = run_cli_probe({})
+    value, avx512, spin = run_cli_probe({})
+    assert spin == "16"
     if expected is None:
         assert value == "-"
     else:
@@ -101,3 +114,4 @@ def test_the_command_line_sets_it_before_numpy_on_this_machine() -> None:
 def test_the_users_choice_and_the_opt_out_are_kept() -> None:
     assert run_cli_probe({cpu.NUMPY_FLAG: "AVX512_SPR"})[0] == "AVX512_SPR"
     assert run_cli_probe({cpu.OPT_OUT: "1"})[0] == "-"
+    assert run_cli_probe({cpu.BLAS_SPIN: "20"})[2] == "20"

@@ -7,9 +7,9 @@ progress to stderr.
 
 from __future__ import annotations
 
-from facebench.cpu import avoid_slow_numpy_sort
+from facebench.cpu import before_numpy
 
-avoid_slow_numpy_sort()  # before numpy is imported (facebench.cpu)
+before_numpy()  # numpy's sort and OpenBLAS's threads (facebench.cpu)
 
 import sys
 from typing import Any
