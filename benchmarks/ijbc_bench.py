@@ -302,7 +302,7 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     """Parse, evaluate and write a report as ``facebench verify --protocol ijbc --pooling
     media --json`` does, timing each stage; then check the numbers (not timed)."""
     from facebench.evaluate_splits import SplitOptions, evaluate_templates
-    from facebench.report import write_report
+    from facebench.report import ReportWriter, to_json
     from protocols.ijbc import load_ijbc
 
     rss_imports = _vm_rss_mib()
@@ -310,11 +310,16 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     # As verify: the landmarks file (detector scores) is read only for insightface pooling.
     deferred = load_ijbc(protocol_dir, detector_scores=POOLING == "insightface", defer_pairs=True)
     timer("parse")
-    report, pair_data = evaluate_templates(
-        deferred, store, SplitOptions(pooling=POOLING, far_targets=FAR_TARGETS), timer=timer
-    )
     report_path = out / "report.json"
-    write_report(report, report_path, pair_data, overwrite=True)
+    with ReportWriter(report_path, overwrite=True) as writer:  # as verify --json writes
+        report, pair_data = evaluate_templates(
+            deferred,
+            store,
+            SplitOptions(pooling=POOLING, far_targets=FAR_TARGETS),
+            timer=timer,
+            pair_sink=writer.begin,
+        )
+        writer.finish(to_json(report), pair_data)
     timer("write")
     protocol = deferred.result()
     measured = timer.as_dict()

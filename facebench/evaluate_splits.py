@@ -141,6 +141,7 @@ def evaluate_templates(
     *,
     timer: Callable[[str], None] | None = None,
     memory_mib: int | None = None,
+    pair_sink: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[SplitReport, dict[str, npt.NDArray[Any]]]:
     """Evaluate a template protocol on a feature store: 1:1 and 1:N of every split.
 
@@ -156,6 +157,11 @@ def evaluate_templates(
         A deferred protocol (IJB-B/C loaded with ``defer_pairs``) has its templates found
         and pooled from the store while its pair file is still being read; the pairs are
         waited for only then.
+    pair_sink : callable, optional
+        Of a protocol with one split (IJB-B/C): called with the per-pair columns ``split``,
+        ``left``, ``right``, ``is_same`` (the first entries of ``pair_data``, the same
+        objects) once the pairs are scored, while the scores are counted:
+        :meth:`facebench.report.ReportWriter.begin` writes them meanwhile.
     timer : callable, optional
         Called with a stage's name as each stage ends (for benchmarks; see
         :data:`STAGES`): ``read`` (store opened, needed rows read), ``pool`` (the
@@ -273,6 +279,15 @@ def evaluate_templates(
             precision = resolve_precision(
                 options.score_precision, int(ver.left.size), options.tar_rule
             )
+            early = None
+            if pair_sink is not None and len(splits) == 1:  # the per-pair file's first columns
+                early = {k: pair_parts[k][0] for k in ("split", "left", "right", "is_same")}
+
+            def scoring_tick(stage: str, early: dict[str, Any] | None = early) -> None:
+                tick(stage)
+                if stage == "score" and early is not None and pair_sink is not None:
+                    pair_sink(early)  # written while the scores are counted
+
             scored = score_pairs(
                 take(ver.templates),
                 ver.left,
@@ -281,7 +296,7 @@ def evaluate_templates(
                 far_targets,
                 precision=precision,
                 block_bytes=score_block_bytes,
-                timer=tick,
+                timer=scoring_tick,
                 products=products,
             )
             scores, counts = scored.scores, scored.counts

@@ -21,12 +21,14 @@ that the next write replaces without ``--overwrite`` (:func:`check_report_writab
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import math
 import zipfile
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -172,9 +174,13 @@ def save_npz(handle: BinaryIO, arrays: Mapping[str, npt.ArrayLike]) -> None:
     the same scores have byte-identical ``.scores.npz`` files. ``numpy.load`` reads them as
     any ``.npz``.
     """
-    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with _npz_archive(handle) as zf:
         for name, value in arrays.items():
             _write_member(zf, name, value)
+
+
+def _npz_archive(handle: BinaryIO) -> zipfile.ZipFile:
+    return zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
 
 
 _WRITE_STEP = 1 << 24  # bytes per write of an array's data into its zip member
@@ -297,16 +303,99 @@ def write_json_with_scores(
         A file cannot be written (disk full, read-only, ...); nothing is renamed and the
         previous files stay.
     """
-    path, npz_path = check_report_writable(path, overwrite)
-    replace_npz = overwrite or not path.exists()
-    with atomic_paths([npz_path, path], [replace_npz, overwrite]) as (npz_tmp, json_tmp):
-        with output_errors(npz_path), open(npz_tmp, "wb") as handle:
-            # Straight to the temporary file: the per-pair arrays (300 MB at IJB-C size)
-            # are never held twice.
-            save_npz(handle, arrays)
-        with output_errors(path):
-            json_tmp.write_text(text, encoding="utf-8")
-    return path, npz_path
+    with ReportWriter(path, overwrite) as writer:
+        return writer.finish(text, arrays)
+
+
+class ReportWriter:
+    """:func:`write_json_with_scores` in two steps, so that the per-pair file's first
+    columns can be written while the evaluation still runs.
+
+    ``with ReportWriter(path) as writer:``, then optionally ``writer.begin(columns)`` (the
+    first members of the per-pair file, written in a thread from then on), then
+    ``writer.finish(text, arrays)`` (waits for that thread, writes the members of
+    ``arrays`` not written yet, in order, and the JSON). The files are the same bytes as
+    :func:`write_json_with_scores` writes for ``arrays``: ``begin``'s columns must be the
+    first entries of ``arrays``, the same objects. Leaving the block without ``finish``
+    (an error in the evaluation) removes the temporary files and leaves the targets as
+    they were. The targets are checked when the writer is made.
+    """
+
+    def __init__(self, path: str | Path, overwrite: bool = False) -> None:
+        self.path, self.npz_path = check_report_writable(path, overwrite)
+        self._flags = [overwrite or not self.path.exists(), overwrite]
+        self._stack = contextlib.ExitStack()
+        self._temporaries: list[Path] = []
+        self._handle: BinaryIO | None = None
+        self._zip: zipfile.ZipFile | None = None
+        self._early: list[tuple[str, Any]] = []
+        self._task: Future[None] | None = None
+        self._finished = False
+
+    def __enter__(self) -> ReportWriter:
+        paths = atomic_paths([self.npz_path, self.path], self._flags)
+        self._temporaries = self._stack.enter_context(paths)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> bool | None:
+        if self._task is not None:
+            concurrent.futures.wait([self._task])  # never leave a thread writing
+        if not self._finished:
+            for part in (self._zip, self._handle):  # a half-written archive: let it go
+                with contextlib.suppress(Exception):
+                    if part is not None:
+                        part.close()
+            if exc_type is None:
+                error = RuntimeError("ReportWriter left without finish()")
+                self._stack.__exit__(RuntimeError, error, None)  # removes the temporaries
+                raise error
+        return self._stack.__exit__(exc_type, exc, traceback)
+
+    def _open(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            with output_errors(self.npz_path):
+                self._handle = open(self._temporaries[0], "wb")
+                self._zip = _npz_archive(self._handle)
+        return self._zip
+
+    def begin(self, columns: Mapping[str, Any]) -> None:
+        """Start writing ``columns``, the per-pair file's first members, in a thread."""
+        if self._task is not None or self._finished:
+            raise RuntimeError("ReportWriter.begin() may be called once, before finish()")
+        archive = self._open()
+        self._early = list(columns.items())
+        early = list(self._early)
+
+        def write() -> None:
+            for name, value in early:
+                _write_member(archive, name, value)
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-report")
+        self._task = pool.submit(write)
+        pool.shutdown(wait=False)
+
+    def finish(self, text: str, arrays: Mapping[str, npt.ArrayLike]) -> tuple[Path, Path]:
+        """Write the rest of ``arrays`` and the JSON ``text``; the files land when the
+        ``with`` block ends. Returns the report's and the per-pair file's paths."""
+        items = list(arrays.items())
+        head = items[: len(self._early)]
+        if [n for n, _ in head] != [n for n, _ in self._early] or any(
+            a is not b for (_, a), (_, b) in zip(head, self._early, strict=True)
+        ):
+            raise ValueError("Expected the columns begun to be the first of the arrays")
+        archive = self._open()
+        with output_errors(self.npz_path):
+            if self._task is not None:
+                self._task.result()  # its write errors are raised here
+            for name, value in items[len(self._early) :]:
+                _write_member(archive, name, value)
+            archive.close()
+            assert self._handle is not None
+            self._handle.close()
+        with output_errors(self.path):
+            self._temporaries[1].write_text(text, encoding="utf-8")
+        self._finished = True
+        return self.path, self.npz_path
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Lazy per-pair columns: the arrays they stand for, block by block, and the same bytes in
-the per-pair file as those arrays."""
+the per-pair file as those arrays; the report writer that writes the first columns early."""
 
 from __future__ import annotations
 
 import io
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,99 @@ def test_lazy_columns_write_the_bytes_of_their_arrays(
         for key, value in arrays.items():
             np.testing.assert_array_equal(loaded[key], value)
             assert loaded[key].dtype == value.dtype
+
+
+# --- ReportWriter: the per-pair file's first columns written while the evaluation runs ------
+
+
+def pair_arrays(n: int = 5000) -> dict[str, object]:
+    rng = np.random.default_rng(n)
+    base = rng.standard_normal(n).astype(np.float32)
+    at = np.flatnonzero(rng.random(n) < 0.1)
+    return {
+        "split": Taken(np.array([1], np.int16), None, n),
+        "left": Taken(rng.integers(0, 10**6, 40).astype(np.int32), rng.integers(0, 40, n), n),
+        "right": rng.integers(0, 10**6, n).astype(np.int32),
+        "is_same": rng.random(n) < 0.5,
+        "score": Patched(base, at, rng.standard_normal(at.size)),
+        "probe_template": np.arange(7),
+    }
+
+
+@pytest.mark.parametrize("n_early", [0, 1, 4])
+def test_report_writer_writes_the_files_of_write_json_with_scores(
+    tmp_path: Path, n_early: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report, "_LAZY_STEP", 256)  # many blocks per lazy column
+    arrays = pair_arrays()
+    report.write_json_with_scores('{"a": 1}\n', tmp_path / "plain.json", arrays)
+    with report.ReportWriter(tmp_path / "early.json") as writer:
+        if n_early:
+            writer.begin(dict(list(arrays.items())[:n_early]))
+        assert writer.finish('{"a": 1}\n', arrays) == (
+            tmp_path / "early.json",
+            tmp_path / "early.scores.npz",
+        )
+    for suffix in (".json", ".scores.npz"):
+        assert (tmp_path / f"early{suffix}").read_bytes() == (
+            tmp_path / f"plain{suffix}"
+        ).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "early.json",
+        "early.scores.npz",
+        "plain.json",
+        "plain.scores.npz",
+    ]
+
+
+def test_report_writer_left_by_an_error_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_text("old report\n", encoding="utf-8")
+    (tmp_path / "r.scores.npz").write_bytes(b"old scores")
+    arrays = pair_arrays()
+    with pytest.raises(KeyError, match="evaluation failed"):
+        with report.ReportWriter(tmp_path / "r.json", overwrite=True) as writer:
+            writer.begin(dict(list(arrays.items())[:4]))
+            raise KeyError("evaluation failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.scores.npz"]
+    assert (tmp_path / "r.json").read_text(encoding="utf-8") == "old report\n"
+    assert (tmp_path / "r.scores.npz").read_bytes() == b"old scores"
+    with pytest.raises(RuntimeError, match="without finish"):
+        with report.ReportWriter(tmp_path / "s.json") as writer:
+            writer.begin(dict(list(arrays.items())[:2]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.scores.npz"]
+
+
+def test_report_writer_refuses_columns_that_are_not_the_arrays_first(tmp_path: Path) -> None:
+    arrays = pair_arrays()
+    with pytest.raises(ValueError, match="first of the arrays"):
+        with report.ReportWriter(tmp_path / "r.json") as writer:
+            writer.begin({"left": arrays["left"]})  # not the first entry
+            writer.finish("{}\n", arrays)
+    with pytest.raises(ValueError, match="first of the arrays"):
+        with report.ReportWriter(tmp_path / "r.json") as writer:
+            writer.begin({"split": np.asarray(arrays["split"])})  # a copy, not the object
+            writer.finish("{}\n", arrays)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_early_column_write_is_raised_by_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from facebench.fileio import OutputWriteError
+
+    real = report._write_member
+
+    def full_disk(zf: object, name: str, value: object) -> None:
+        if name == "left":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(zf, name, value)
+
+    monkeypatch.setattr(report, "_write_member", full_disk)
+    arrays = pair_arrays()
+    with pytest.raises(OutputWriteError, match=r"r\.scores\.npz.*No space left on device"):
+        with report.ReportWriter(tmp_path / "r.json") as writer:
+            writer.begin(dict(list(arrays.items())[:4]))
+            writer.finish("{}\n", arrays)
+    assert list(tmp_path.iterdir()) == []

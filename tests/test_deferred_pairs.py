@@ -5,6 +5,7 @@ fails loudly, naming its line, with nothing written."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -195,5 +196,32 @@ def test_a_failed_per_pair_write_leaves_nothing(
     out = tmp_path / "r.json"
     result = CliRunner().invoke(cli, verify_args(world, out))
     assert result.exit_code == 2, result.output
+    assert "r.scores.npz" in result.output and "No space left on device" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_early_per_pair_write_leaves_nothing(
+    world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while the first columns are written, in a thread, as the scores are
+    counted: the same one error, exit 2, nothing left."""
+    import errno
+
+    import facebench.report as report_module
+
+    real = report_module._write_member
+    names: list[str] = []
+
+    def full_disk(zf: Any, name: str, value: Any) -> None:
+        names.append(f"{name} {threading.current_thread().name.split('_')[0]}")
+        if name == "right":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(zf, name, value)
+
+    monkeypatch.setattr(report_module, "_write_member", full_disk)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, verify_args(world, out))
+    assert result.exit_code == 2, result.output
+    assert names == [f"{n} facebench-report" for n in ("split", "left", "right")]  # a thread
     assert "r.scores.npz" in result.output and "No space left on device" in result.output
     assert list(tmp_path.iterdir()) == []

@@ -272,11 +272,22 @@ def verify_command(
             score_precision=score_precision,
             device=device,
         )
-        split_report, pair_data = evaluate_templates(
-            protocol, store, split_options, memory_mib=memory_mib
-        )
-        render_split_report(split_report, console)
-        _write_outputs(split_report, pair_data, json_path, overwrite)
+        if json_path is None:
+            split_report, _ = evaluate_templates(
+                protocol, store, split_options, memory_mib=memory_mib
+            )
+            render_split_report(split_report, console)
+            return
+        from facebench.report import ReportWriter, to_json
+
+        # The per-pair file's first columns are written while the scores are counted.
+        with ReportWriter(json_path, overwrite) as writer:
+            split_report, pair_data = evaluate_templates(
+                protocol, store, split_options, memory_mib=memory_mib, pair_sink=writer.begin
+            )
+            render_split_report(split_report, console)
+            written, npz = writer.finish(to_json(split_report), pair_data)
+        click.echo(f"wrote {written} and {npz}", err=True)
         return
     from facebench.evaluate import evaluate_pairs
 
