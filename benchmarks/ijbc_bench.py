@@ -488,6 +488,17 @@ def measure(quick: bool, repeat: int = 1, baseline: bool = True) -> Result:
     return Result(quick, dataset, best, [float(r["total_s"]) for r in runs], cold, found, worst)
 
 
+def _median_note(result: Result) -> str:
+    """The median warm run, and its ratio: the fastest run is the BENCH line's."""
+    if not result.runs_total_s:
+        return ""
+    median = float(np.median(result.runs_total_s))
+    ratio = ""
+    if result.baseline is not None:
+        ratio = f", ratio {float(result.baseline['total_s']) / median:.1f}"
+    return f"; median warm run {median:.3f} s{ratio}"
+
+
 def bench_lines(result: Result) -> list[str]:
     """The ``BENCH ijbc-1v1`` lines: warm (the steady state: every evaluation after the
     first of a protocol folder) and cold (the very first)."""
@@ -621,7 +632,8 @@ def render(result: Result) -> None:
         f"data generation (not timed above): protocol folder {result.dataset.protocol_s:.2f} s,"
         f" store {result.dataset.store_s:.2f} s; per-pair file {w['npz_bytes'] / MIB:,.1f} MiB",
         f"runs (total s): {', '.join(f'{t:.3f}' for t in result.runs_total_s)}; the fastest "
-        "is shown; kernel s = system CPU time (page faults of fresh memory, file reads)",
+        "is shown; kernel s = system CPU time (page faults of fresh memory, file reads)"
+        + _median_note(result),
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"numpy {np.__version__}, {platform.platform()}",
     ]
