@@ -459,6 +459,22 @@ def test_duplicate_ids_in_file(tmp_path: Path) -> None:
         FeatureStore.open(path)
 
 
+@pytest.mark.parametrize("collide", [False, True])
+def test_ids_are_checked_distinct_by_hash_then_by_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collide: bool
+) -> None:
+    import facebench.store as store_module
+
+    path = write(tmp_path / "s.h5")
+    if collide:  # every id hashes alike: distinct ids are told apart by the set
+        monkeypatch.setattr(store_module, "hash", lambda item: 7, raising=False)
+    with FeatureStore.open(path) as store:
+        assert len(set(store.ids)) == len(store.ids)
+    edit(path, lambda handle: handle["ids"].__setitem__(9, handle["ids"][2]))
+    with pytest.raises(StoreError, match=r"appears at rows 2 and 9"):
+        FeatureStore.open(path)
+
+
 @pytest.mark.parametrize(("value", "phrase"), [(np.nan, "NaN or inf"), (0.2, "unit-norm")])
 def test_bad_rows_in_file_are_found_when_read(tmp_path: Path, value: float, phrase: str) -> None:
     path = write(tmp_path / "s.h5", flip=True)
