@@ -61,19 +61,39 @@ def _warn(message: str) -> None:
 def load_table(
     kind: str, version: int, digest: str, n_columns: int
 ) -> npt.NDArray[np.integer[Any]] | None:
-    """The cached integer table of a file with this sha256, or None (not cached, cache off,
-    or a damaged entry, which is then ignored with a warning)."""
+    """The cached integer table (shape ``(n, n_columns)``) of a file with this sha256, read
+    into memory, or None (not cached, cache off, or a damaged entry, which is then removed
+    with a warning, so that the parse stores a good one)."""
+    return _load(kind, version, digest, n_columns, mapped=False)
+
+
+def load_columns(
+    kind: str, version: int, digest: str, n_columns: int
+) -> npt.NDArray[np.integer[Any]] | None:
+    """The cached integer columns (shape ``(n_columns, n)``) of a file with this sha256 as a
+    read-only memory map of the cache file (its pages are the page cache's: nothing is
+    copied or allocated; entries are only ever replaced by a rename, never written in
+    place, so the mapped bytes stay those checked), or None as :func:`load_table`."""
+    return _load(kind, version, digest, n_columns, mapped=True)
+
+
+def _load(
+    kind: str, version: int, digest: str, n_columns: int, *, mapped: bool
+) -> npt.NDArray[np.integer[Any]] | None:
     path = _path(kind, version, digest)
     if path is None or not path.is_file():
         return None
     try:
-        table = np.load(path, allow_pickle=False)
+        table = np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False)
     except (OSError, ValueError) as err:
         _warn(f"{path}: ignoring an unreadable protocol cache entry ({err}); parsing the file")
         _remove(path)
         return None
-    if table.ndim != 2 or table.shape[1] != n_columns or table.dtype.kind not in "iu":
+    columns = table.shape[0 if mapped else 1] if table.ndim == 2 else None
+    if columns != n_columns or table.dtype.kind not in "iu":
         _warn(f"{path}: ignoring a protocol cache entry of shape {table.shape}; parsing the file")
+        del table  # (a map of it) before the file goes
+        _remove(path)
         return None
     result: npt.NDArray[np.integer[Any]] = table
     return result
@@ -84,44 +104,7 @@ def save_table(kind: str, version: int, digest: str, table: npt.NDArray[Any]) ->
     path = _path(kind, version, digest)
     if path is None or path.is_file():
         return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, table, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as err:
-        _warn(
-            f"{path.parent}: cannot write the protocol cache ({err.strerror or err}); set "
-            f"{CACHE_ENV} to a writable folder, or to 'off'"
-        )
-
-
-def load_columns(
-    kind: str, version: int, digest: str, n_columns: int
-) -> npt.NDArray[np.integer[Any]] | None:
-    """The cached integer columns (shape ``(n_columns, n)``) of a file with this sha256 as a
-    read-only memory map of the cache file (its pages are the page cache's: nothing is
-    copied or allocated; entries are only ever replaced by a rename, never written in
-    place, so the mapped bytes stay those checked), or None as :func:`load_table`."""
-    path = _path(kind, version, digest)
-    if path is None or not path.is_file():
-        return None
-    try:
-        table = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        _warn(f"{path}: ignoring an unreadable protocol cache entry ({err}); parsing the file")
-        _remove(path)  # so that the parse stores a good entry in its place
-        return None
-    if table.ndim != 2 or table.shape[0] != n_columns or table.dtype.kind not in "iu":
-        _warn(f"{path}: ignoring a protocol cache entry of shape {table.shape}; parsing the file")
-        return None
-    result: npt.NDArray[np.integer[Any]] = table
-    return result
+    _save_at(path, lambda handle: np.save(handle, table, allow_pickle=False))
 
 
 def load_text(kind: str, version: int, digest: str) -> str | None:
@@ -203,12 +186,17 @@ def _is_sha256(text: str) -> bool:
 
 def _save_text_at(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (replacing it); failures only warn."""
+    _save_at(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _save_at(path: Path, write: Callable[[Any], Any]) -> None:
+    """``write(handle)`` into a temporary file renamed to ``path``; failures only warn."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(text.encode("utf-8"))
+                write(handle)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -148,6 +148,18 @@ def test_a_damaged_entry_is_ignored_with_a_warning(
     assert "ignoring an unreadable protocol cache entry" in capsys.readouterr().err
 
 
+def test_an_entry_of_the_wrong_shape_is_replaced(
+    record: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = load(record)
+    (entry,) = entries()
+    good = entry.read_bytes()
+    np.save(entry, np.load(entry)[:2])  # two columns where the layout has three
+    same(first, load(record))
+    assert "ignoring a protocol cache entry of shape (2," in capsys.readouterr().err
+    assert entry.read_bytes() == good  # the parse stored a good entry in its place
+
+
 @pytest.mark.parametrize("keep", [0.5, 0.99])
 def test_a_truncated_entry_is_ignored_with_a_warning(
     record: dict[str, Any], capsys: pytest.CaptureFixture[str], keep: float
