@@ -311,3 +311,24 @@ def _private_protocol_cache(
 ) -> None:
     """Every test parses into a cache of the test session's own, never the user's."""
     monkeypatch.setenv("FACEBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def fill_disk_at(monkeypatch: pytest.MonkeyPatch, member: str) -> list[str]:
+    """Make the per-pair file's write fail with "No space left on device" at ``member``;
+    returns the list of "<member> <thread name>" of every member write tried."""
+    import errno
+    import threading
+
+    import facebench.report as report_module
+
+    real = report_module._write_member
+    tried: list[str] = []
+
+    def full_disk(zf: Any, name: str, value: Any) -> None:
+        tried.append(f"{name} {threading.current_thread().name.split('_')[0]}")
+        if name == member:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(zf, name, value)
+
+    monkeypatch.setattr(report_module, "_write_member", full_disk)
+    return tried

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fill_disk_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -188,18 +189,9 @@ def test_report_writer_refuses_columns_that_are_not_the_arrays_first(tmp_path: P
 def test_a_failed_early_column_write_is_raised_by_finish(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import errno
-
     from facebench.fileio import OutputWriteError
 
-    real = report._write_member
-
-    def full_disk(zf: object, name: str, value: object) -> None:
-        if name == "left":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(zf, name, value)
-
-    monkeypatch.setattr(report, "_write_member", full_disk)
+    fill_disk_at(monkeypatch, "left")
     arrays = pair_arrays()
     with pytest.raises(OutputWriteError, match=r"r\.scores\.npz.*No space left on device"):
         with report.ReportWriter(tmp_path / "r.json") as writer:

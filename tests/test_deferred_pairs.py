@@ -5,13 +5,13 @@ fails loudly, naming its line, with nothing written."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import fill_disk_at
 from ijbc_fixtures import write_ijbc
 
 from facebench.cli import cli
@@ -181,18 +181,7 @@ def test_a_failed_per_pair_write_leaves_nothing(
 ) -> None:
     """A disk that fills while the per-pair file is written: one error naming the file and
     errno, exit 2, no report, no per-pair file, no temporary file."""
-    import errno
-
-    import facebench.report as report_module
-
-    real = report_module._write_member
-
-    def full_disk(zf: Any, name: str, value: Any) -> None:
-        if name == "score":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(zf, name, value)
-
-    monkeypatch.setattr(report_module, "_write_member", full_disk)
+    fill_disk_at(monkeypatch, "score")
     out = tmp_path / "r.json"
     result = CliRunner().invoke(cli, verify_args(world, out))
     assert result.exit_code == 2, result.output
@@ -205,20 +194,7 @@ def test_a_failed_early_per_pair_write_leaves_nothing(
 ) -> None:
     """The disk fills while the first columns are written, in a thread, as the scores are
     counted: the same one error, exit 2, nothing left."""
-    import errno
-
-    import facebench.report as report_module
-
-    real = report_module._write_member
-    names: list[str] = []
-
-    def full_disk(zf: Any, name: str, value: Any) -> None:
-        names.append(f"{name} {threading.current_thread().name.split('_')[0]}")
-        if name == "right":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(zf, name, value)
-
-    monkeypatch.setattr(report_module, "_write_member", full_disk)
+    names = fill_disk_at(monkeypatch, "right")
     out = tmp_path / "r.json"
     result = CliRunner().invoke(cli, verify_args(world, out))
     assert result.exit_code == 2, result.output
