@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import zipfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -312,7 +313,8 @@ class ReportWriter:
     columns can be written while the evaluation still runs.
 
     ``with ReportWriter(path) as writer:``, then optionally ``writer.begin(columns)`` (the
-    first members of the per-pair file, written in a thread from then on), then
+    first members of the per-pair file, written and flushed to disk in a thread from then
+    on), then
     ``writer.finish(text, arrays)`` (waits for that thread, writes the members of
     ``arrays`` not written yet, in order, and the JSON). The files are the same bytes as
     :func:`write_json_with_scores` writes for ``arrays``: ``begin``'s columns must be the
@@ -363,12 +365,18 @@ class ReportWriter:
         if self._task is not None or self._finished:
             raise RuntimeError("ReportWriter.begin() may be called once, before finish()")
         archive = self._open()
+        handle = self._handle
+        assert handle is not None
         self._early = list(columns.items())
         early = list(self._early)
 
         def write() -> None:
             for name, value in early:
                 _write_member(archive, name, value)
+            # Flushed to disk here, while the evaluation runs: the flush before the
+            # rename then waits only for the members written after these.
+            handle.flush()
+            os.fdatasync(handle.fileno())
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-report")
         self._task = pool.submit(write)

@@ -198,3 +198,52 @@ def test_a_failed_early_column_write_is_raised_by_finish(
             writer.begin(dict(list(arrays.items())[:4]))
             writer.finish("{}\n", arrays)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_early_columns_are_flushed_to_disk_in_the_writers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import threading
+
+    synced: list[tuple[str, int]] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append((threading.current_thread().name.split("_")[0], os.fstat(fd).st_size))
+        real(fd)
+
+    monkeypatch.setattr(report.os, "fdatasync", fdatasync)
+    arrays = pair_arrays()
+    with report.ReportWriter(tmp_path / "r.json") as writer:
+        writer.begin(dict(list(arrays.items())[:4]))
+        writer.finish("{}\n", arrays)
+    early_bytes = sum(np.asarray(v).nbytes for v in list(arrays.values())[:4])
+    assert len(synced) == 1
+    thread, size = synced[0]
+    assert thread == "facebench-report"
+    # Everything of the four early members was in the file when it was flushed, the
+    # score column not yet.
+    assert early_bytes < size < early_bytes + np.asarray(arrays["score"]).nbytes
+
+
+def test_a_failed_flush_of_the_early_columns_is_raised_by_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from facebench.fileio import OutputWriteError
+
+    def fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(report.os, "fdatasync", fdatasync)
+    (tmp_path / "r.json").write_text("old report\n", encoding="utf-8")
+    (tmp_path / "r.scores.npz").write_bytes(b"old scores")
+    arrays = pair_arrays()
+    with pytest.raises(OutputWriteError, match=r"r\.scores\.npz.*Input/output error"):
+        with report.ReportWriter(tmp_path / "r.json", overwrite=True) as writer:
+            writer.begin(dict(list(arrays.items())[:4]))
+            writer.finish("{}\n", arrays)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.scores.npz"]
+    assert (tmp_path / "r.json").read_text(encoding="utf-8") == "old report\n"
