@@ -303,23 +303,29 @@ def run_worker(protocol_dir: Path, store: Path, out: Path, seed: int) -> dict[st
     media --json`` does, timing each stage; then check the numbers (not timed)."""
     from facebench.evaluate_splits import SplitOptions, evaluate_templates
     from facebench.report import ReportWriter, to_json
+    from facebench.store import StoreOpening
     from protocols.ijbc import load_ijbc
 
     rss_imports = _vm_rss_mib()
     timer = _Stages()
-    # As verify: the landmarks file (detector scores) is read only for insightface pooling.
-    deferred = load_ijbc(protocol_dir, detector_scores=POOLING == "insightface", defer_pairs=True)
-    timer("parse")
-    report_path = out / "report.json"
-    with ReportWriter(report_path, overwrite=True) as writer:  # as verify --json writes
-        report, pair_data = evaluate_templates(
-            deferred,
-            store,
-            SplitOptions(pooling=POOLING, far_targets=FAR_TARGETS),
-            timer=timer,
-            pair_sink=writer.begin,
+    # As verify: the store opened in a thread while the protocol is parsed; the landmarks
+    # file (detector scores) read only for insightface pooling; the report written by a
+    # ReportWriter.
+    with StoreOpening(store) as opening:
+        deferred = load_ijbc(
+            protocol_dir, detector_scores=POOLING == "insightface", defer_pairs=True
         )
-        writer.finish(to_json(report), pair_data)
+        timer("parse")
+        report_path = out / "report.json"
+        with ReportWriter(report_path, overwrite=True) as writer:
+            report, pair_data = evaluate_templates(
+                deferred,
+                opening,
+                SplitOptions(pooling=POOLING, far_targets=FAR_TARGETS),
+                timer=timer,
+                pair_sink=writer.begin,
+            )
+            writer.finish(to_json(report), pair_data)
     timer("write")
     protocol = deferred.result()
     measured = timer.as_dict()

@@ -31,7 +31,7 @@ from facebench.evaluate import downsample_roc, store_summary
 from facebench.metrics import auc, equal_error_rate, tar_at_far
 from facebench.pool_store import TemplateSet, pool_from_store
 from facebench.report import SplitReport
-from facebench.store import FeatureStore
+from facebench.store import FeatureStore, StoreOpening
 from facebench.template_scores import Products, resolve_precision, score_pairs, torch_products
 from protocols import DeferredTemplateProtocol, Split, TemplateProtocol, Templates
 
@@ -136,7 +136,7 @@ def _operating(point: Any) -> dict[str, Any]:
 
 def evaluate_templates(
     protocol: TemplateProtocol | DeferredTemplateProtocol,
-    store_path: str | Path,
+    store_path: str | Path | StoreOpening,
     options: SplitOptions | None = None,
     *,
     timer: Callable[[str], None] | None = None,
@@ -147,6 +147,8 @@ def evaluate_templates(
 
     Parameters
     ----------
+    store_path : path or StoreOpening
+        The feature store, or one opening in a thread (taken here; closed after pooling).
     memory_mib : int, optional
         Working memory for the streamed stages, in MiB (default ``DEFAULT_MEMORY_MIB``):
         a quarter for each store read, a quarter for each block of 1:1 score products.
@@ -209,7 +211,7 @@ def evaluate_templates(
     products = _products(options.device)
     sets, uses = _splits_sets(splits)
     try:
-        with FeatureStore.open(store_path) as store:
+        with _opened(store_path) as store:
             # A read holds about three copies of its rows (HDF5, the checked rows, float64).
             unit_bytes = pool_store.UNIT_ROWS * max(store.info.dim, 1) * 4 * 3
             units_per_read = max(1, working // 4 // unit_bytes)
@@ -377,6 +379,11 @@ def evaluate_templates(
     data = {k: _joined(v) for k, v in {**pair_parts, **probe_parts}.items() if v}
     tick("assemble")
     return report, data
+
+
+def _opened(store: str | Path | StoreOpening) -> FeatureStore:
+    """The store at a path, opened; or the one opened in a thread, taken."""
+    return store.take() if isinstance(store, StoreOpening) else FeatureStore.open(store)
 
 
 def _products(device: str) -> Products | None:

@@ -81,6 +81,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -1240,6 +1241,51 @@ class FeatureStore:
                 f"{self.info.path}: {name} row {row} (id {self.ids[row]!r}): {problem}; the"
                 " store is damaged or was not written by facebench, re-create it"
             )
+
+
+class StoreOpening:
+    """A store opened in a thread (:meth:`FeatureStore.open`: its structure checked and its
+    ids read and checked) while the caller does other work, such as parsing a protocol.
+
+    ``with StoreOpening(path) as opening: ...; store = opening.take()``. :meth:`take`
+    waits for the opening and returns the open store, or raises its error; the caller then
+    owns the store and closes it. A store never taken is closed when the block ends, and
+    its opening's error, if any, is dropped: the block's own error (a bad protocol found
+    while the store was opening) is the one to fix first. HDF5 reads variable-length
+    strings without Python's lock, so the ids are read meanwhile (IJB-C: 0.13 s).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-open")
+        self._future: Future[FeatureStore] | None = pool.submit(FeatureStore.open, self.path)
+        pool.shutdown(wait=False)
+
+    def _result(self) -> FeatureStore:
+        """The opening's store or error, forgotten here (the taker owns the store)."""
+        if self._future is None:
+            raise RuntimeError(f"{self.path}: the store opened in the background was taken")
+        future, self._future = self._future, None
+        try:
+            return future.result()
+        finally:
+            del future  # holds the store (and its id list) while it lives
+
+    def take(self) -> FeatureStore:
+        """The open store, once (the opening's error raised here)."""
+        return self._result()
+
+    def __enter__(self) -> StoreOpening:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._future is None:
+            return
+        try:
+            store = self._result()
+        except Exception:  # of no use now; see the class docstring
+            return
+        store.close()
 
 
 def _runs(unique: np.ndarray, chunk_rows: int) -> Iterator[tuple[int, int]]:

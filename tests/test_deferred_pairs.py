@@ -157,6 +157,53 @@ def test_the_protocol_error_comes_before_a_store_error(
         evaluate_templates(deferred, other, SplitOptions(pooling="media"))
 
 
+def test_a_store_opened_while_the_protocol_is_parsed_gives_the_same_report(
+    world: dict[str, Any],
+) -> None:
+    from facebench.store import StoreOpening
+
+    whole = load_ijb(world["root"], world["variant"], detector_scores=False)
+    expected, found = report_of(world, whole)
+    with StoreOpening(world["store"]) as opening:
+        deferred = load_ijb(
+            world["root"], world["variant"], detector_scores=False, defer_pairs=True
+        )
+        got, found_opened = report_of({**world, "store": opening}, deferred)
+    assert got == expected
+    for key, value in found["data"].items():
+        np.testing.assert_array_equal(found_opened["data"][key], value)
+
+
+@pytest.mark.parametrize("store_kind", ["another protocol's", "not HDF5"])
+def test_the_cli_reports_the_protocol_error_before_the_store_error(
+    world: dict[str, Any], tmp_path: Path, store_kind: str
+) -> None:
+    """verify opens the store in a thread while it parses the protocol: with both broken,
+    the protocol's error is the one reported, as before; with the protocol sound, the
+    store's error names the store."""
+    store = tmp_path / "bad.h5"
+    if store_kind == "not HDF5":
+        store.write_text("plain text\n", encoding="utf-8")
+        phrase = "the file is not HDF5"
+    else:
+        unit, norms = normalize_rows(np.random.default_rng(0).standard_normal((3, 12)))
+        create_store(store, ["a", "b", "c"], unit, norms, model="m")
+        phrase = "Expected every requested id in the store"
+    out = tmp_path / "r.json"
+    for root, expected in [
+        (broken_copy(world, tmp_path), ":3: Expected the label 1"),
+        (world["root"], phrase),
+    ]:
+        args = verify_args({**world, "root": root, "store": store}, out)
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code != 0
+        assert (
+            expected in result.output
+            and str(store if expected == phrase else root) in result.output
+        )
+        assert not list(tmp_path.glob("r.*"))
+
+
 def test_the_streamed_per_pair_file_is_byte_identical(
     world: dict[str, Any], tmp_path: Path
 ) -> None:

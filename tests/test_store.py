@@ -699,3 +699,60 @@ def test_a_store_replaced_while_open_is_still_read_from_its_own_file(tmp_path: P
         got, _ = store.read_rows(np.arange(800))
         assert is_mapped(got)
         np.testing.assert_array_equal(got, first.astype(np.float32))
+
+
+def test_a_store_opened_in_a_thread_is_the_store_opened_here(tmp_path: Path) -> None:
+    from facebench.store import StoreOpening
+
+    path = write(tmp_path / "s.h5", flip=True)
+    with StoreOpening(path) as opening:
+        store = opening.take()
+        with pytest.raises(RuntimeError, match="was taken"):
+            opening.take()
+    with store, FeatureStore.open(path) as here:  # the taker closes it; still open now
+        assert store.ids == here.ids and store.info == here.info
+        for flip in (False, True):
+            pairs = zip(store.read_all(flip=flip), here.read_all(flip=flip), strict=True)
+            for got, expected in pairs:
+                assert np.array_equal(as_bits(got), as_bits(expected))
+    with pytest.raises(StoreError, match="closed"):
+        store.read_rows(np.arange(2))
+
+
+def test_a_store_opened_in_a_thread_raises_its_error_when_taken(tmp_path: Path) -> None:
+    from facebench.store import StoreOpening
+
+    (tmp_path / "not.h5").write_text("plain text\n", encoding="utf-8")
+    for name, phrase in [("none.h5", "no such store"), ("not.h5", "the file is not HDF5")]:
+        with StoreOpening(tmp_path / name) as opening:
+            with pytest.raises(StoreError, match=phrase):
+                opening.take()
+
+
+def test_a_store_opened_in_a_thread_and_never_taken_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block's own error passes (an opening's error is dropped); the store is closed."""
+    from facebench.store import StoreOpening
+
+    opened: list[FeatureStore] = []
+    real_open = FeatureStore.open
+
+    def recorded(path: Any) -> FeatureStore:
+        opened.append(real_open(path))
+        return opened[-1]
+
+    monkeypatch.setattr(FeatureStore, "open", staticmethod(recorded))
+    path = write(tmp_path / "s.h5")
+    with pytest.raises(KeyError, match="the protocol was bad"):
+        with StoreOpening(path):
+            raise KeyError("the protocol was bad")
+    with StoreOpening(path):
+        pass
+    assert len(opened) == 2
+    for store in opened:
+        with pytest.raises(StoreError, match="closed"):
+            store.read_rows(np.arange(2))
+    with pytest.raises(KeyError, match="the protocol was bad"):
+        with StoreOpening(tmp_path / "none.h5"):  # its StoreError is not the one to fix
+            raise KeyError("the protocol was bad")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -14,6 +14,10 @@ from facebench.errors import FacebenchError
 from facebench.metrics import TAR_RULES
 from facebench.metrics.compat import COMPAT_KFOLD
 from protocols import PROTOCOLS
+
+if TYPE_CHECKING:
+    from facebench.evaluate_splits import SplitOptions
+    from facebench.store import StoreOpening
 
 
 def _far_list(
@@ -247,48 +251,47 @@ def verify_command(
         return
     name, store = _protocol_and_store(protocol_name, features)
     _check_outputs(json_path, overwrite)
-    protocol = load_protocol(
-        name,
-        protocol_dir=protocol_dir,
-        pairs=pairs,
-        bin_file=bin_file,
-        pooling=pooling,
-        splits=split_numbers,
-        defer_pairs=True,  # IJB-B/C: the pair file is read while the store is pooled
-    )
-    if PROTOCOLS[name].kind == "templates":
-        from facebench.evaluate_splits import SplitOptions, evaluate_templates
-        from facebench.tables import render_split_report
 
-        split_options = SplitOptions(
-            far_targets=far_targets,
-            fpir_targets=fpir_targets or (0.01, 0.1),
-            tar_rule=tar_rule,
+    def protocol_files() -> Any:
+        return load_protocol(
+            name,
+            protocol_dir=protocol_dir,
+            pairs=pairs,
+            bin_file=bin_file,
             pooling=pooling,
-            flip_fusion=flip_fusion,
-            splits=split_numbers or None,
-            allow_skipped=allow_skipped,
-            label=label,
-            score_precision=score_precision,
-            device=device,
+            splits=split_numbers,
+            defer_pairs=True,  # IJB-B/C: the pair file is read while the store is pooled
         )
-        if json_path is None:
-            split_report, _ = evaluate_templates(
-                protocol, store, split_options, memory_mib=memory_mib
-            )
-            render_split_report(split_report, console)
-            return
-        from facebench.report import ReportWriter, to_json
 
-        # The per-pair file's first columns are written while the scores are counted.
-        with ReportWriter(json_path, overwrite) as writer:
-            split_report, pair_data = evaluate_templates(
-                protocol, store, split_options, memory_mib=memory_mib, pair_sink=writer.begin
+    if PROTOCOLS[name].kind == "templates":
+        from facebench.evaluate_splits import SplitOptions
+        from facebench.store import StoreOpening
+
+        # The store is opened (its ids read) in a thread while the protocol is parsed.
+        with StoreOpening(store) as opening:
+            protocol = protocol_files()
+            _verify_templates(
+                protocol,
+                opening,
+                json_path,
+                overwrite,
+                memory_mib,
+                SplitOptions(
+                    far_targets=far_targets,
+                    fpir_targets=fpir_targets or (0.01, 0.1),
+                    tar_rule=tar_rule,
+                    pooling=pooling,
+                    flip_fusion=flip_fusion,
+                    splits=split_numbers or None,
+                    allow_skipped=allow_skipped,
+                    label=label,
+                    score_precision=score_precision,
+                    device=device,
+                ),
+                console,
             )
-            render_split_report(split_report, console)
-            written, npz = writer.finish(to_json(split_report), pair_data)
-        click.echo(f"wrote {written} and {npz}", err=True)
         return
+    protocol = protocol_files()
     from facebench.evaluate import evaluate_pairs
 
     for given, option in (
@@ -312,3 +315,33 @@ def verify_command(
     fold_report, pair_data = evaluate_pairs(protocol, store, options)
     render_fold_report(fold_report, console)
     _write_outputs(fold_report, pair_data, json_path, overwrite)
+
+
+def _verify_templates(
+    protocol: Any,
+    store: StoreOpening,
+    json_path: Path | None,
+    overwrite: bool,
+    memory_mib: int | None,
+    split_options: SplitOptions,
+    console: Console,
+) -> None:
+    """``verify`` of a template protocol (IJB-A/B/C): the table, and the report with
+    ``--json``."""
+    from facebench.evaluate_splits import evaluate_templates
+    from facebench.tables import render_split_report
+
+    if json_path is None:
+        split_report, _ = evaluate_templates(protocol, store, split_options, memory_mib=memory_mib)
+        render_split_report(split_report, console)
+        return
+    from facebench.report import ReportWriter, to_json
+
+    # The per-pair file's first columns are written while the scores are counted.
+    with ReportWriter(json_path, overwrite) as writer:
+        split_report, pair_data = evaluate_templates(
+            protocol, store, split_options, memory_mib=memory_mib, pair_sink=writer.begin
+        )
+        render_split_report(split_report, console)
+        written, npz = writer.finish(to_json(split_report), pair_data)
+    click.echo(f"wrote {written} and {npz}", err=True)
