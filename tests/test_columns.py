@@ -247,3 +247,4 @@ def test_a_failed_flush_of_the_early_columns_is_raised_by_finish(
             writer.finish("{}\n", arrays)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.scores.npz"]
     assert (tmp_path / "r.json").read_text(encoding="utf-8") == "old report\n"
+    assert (tmp_path / "r.scores.npz").read_bytes() == b"old scores"
