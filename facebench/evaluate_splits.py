@@ -31,7 +31,7 @@ from facebench.evaluate import downsample_roc, store_summary
 from facebench.metrics import auc, equal_error_rate, tar_at_far
 from facebench.pool_store import TemplateSet, pool_from_store
 from facebench.report import SplitReport
-from facebench.store import FeatureStore, StoreOpening
+from facebench.store import FeatureStore, StoreOpening, open_for_lookups
 from facebench.template_scores import Products, resolve_precision, score_pairs, torch_products
 from protocols import DeferredTemplateProtocol, Split, TemplateProtocol, Templates
 
@@ -382,8 +382,8 @@ def evaluate_templates(
 
 
 def _opened(store: str | Path | StoreOpening) -> FeatureStore:
-    """The store at a path, opened; or the one opened in a thread, taken."""
-    return store.take() if isinstance(store, StoreOpening) else FeatureStore.open(store)
+    """The store at a path, opened for lookups; or the one opened in a thread, taken."""
+    return store.take() if isinstance(store, StoreOpening) else open_for_lookups(store)
 
 
 def _products(device: str) -> Products | None:

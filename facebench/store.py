@@ -46,7 +46,8 @@ append re-hashes only the last partial block and the new ones), never on read, s
 not depend on how rows were batched into write and append calls.
 
 Validation. Writing validates everything before the file is touched. Opening checks the
-structure (schema version, datasets, dtypes, shapes, unique and well-formed ids); the values
+structure (schema version, datasets, dtypes, shapes, unique and well-formed ids; with
+``read_ids=False`` the ids when first read, see :func:`open_for_lookups`); the values
 (finite, unit rows, finite non-negative norms) are checked on every row that is read.
 
 Crash safety and concurrent readers. A store under its final name is always complete: a
@@ -99,6 +100,7 @@ from facebench.fileio import (
     check_writable,
     write_error,
 )
+from protocols import _cache
 
 SCHEMA_VERSION: int = 1
 READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
@@ -204,6 +206,11 @@ def _check_ids(ids: Sequence[str], where: str) -> None:
     only when a lookup needs it)."""
     if not (_ids_are_clean(ids) and _distinct(ids)):
         _index_ids(ids, where)  # raises, naming the first bad id and its rows
+
+
+def _joined_sha256(ids: Sequence[str]) -> str:
+    """The hex sha256 of ``ids`` joined by line breaks, UTF-8 encoded."""
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
 
 
 def _distinct(ids: Sequence[str]) -> bool:
@@ -906,7 +913,8 @@ class FeatureStore:
     """An open feature store (read side); see the module docstring for the schema.
 
     ``FeatureStore.open(path)`` checks the structure cheaply: a known ``schema_version``, the
-    required datasets with their dtypes and ranks, shapes that agree, unique well-formed ids.
+    required datasets with their dtypes and ranks, shapes that agree, unique well-formed ids
+    (when read: at open, or at first use with ``read_ids=False``).
     The values (finite, unit rows within ``UNIT_NORM_TOLERANCE``, finite non-negative norms)
     are checked on every row that :meth:`read_all`, :meth:`read_rows` or :meth:`read_ids`
     returns; an error names the store, the row and the id. Use as a context manager, or call
@@ -916,21 +924,23 @@ class FeatureStore:
     ----------
     info : StoreInfo
         What the store holds.
-    ids : list of str
-        All ids, in row order.
     """
 
-    def __init__(self, handle: h5py.File, info: StoreInfo, ids: list[str]) -> None:
+    def __init__(self, handle: h5py.File, info: StoreInfo) -> None:
         self._handle = handle
         self.info = info
-        self.ids = ids
-        _check_ids(ids, f"{info.path}: ids")
+        self._ids: list[str] | None = None
+        self._ids_digest: str | None = None
         self._index_map: dict[str, int] | None = None
         self._layouts: dict[str, tuple[int, np.ndarray] | None] = {}
 
     @classmethod
-    def open(cls, path: str | Path) -> FeatureStore:
+    def open(cls, path: str | Path, *, read_ids: bool = True) -> FeatureStore:
         """Open the store at ``path`` for reading.
+
+        ``read_ids=False`` leaves the ids to be read and checked when first needed
+        (:attr:`ids`), or not at all when :meth:`ids_sha256` is answered from the cache
+        and the lookups ask for the store's own ids in order (:meth:`index_of`).
 
         Raises
         ------
@@ -955,12 +965,52 @@ class FeatureStore:
             handle = h5py.File(target, "r")
         try:
             with _h5_errors(target, "read"):
-                info = _read_info(handle, str(target))
-                ids = [item.decode("utf-8") for item in handle["ids"][...]]
-            return cls(handle, info, ids)
+                store = cls(handle, _read_info(handle, str(target)))
+            if read_ids:
+                store.ids  # noqa: B018  (read and checked now)
+            return store
         except BaseException:
             handle.close()
             raise
+
+    @property
+    def ids(self) -> list[str]:
+        """All ids, in row order (read and checked, unique and well-formed, on first use)."""
+        if self._ids is None:
+            with _h5_errors(self.info.path, "read"):
+                ids = [item.decode("utf-8") for item in self._handle["ids"][...]]
+            _check_ids(ids, f"{self.info.path}: ids")
+            self._ids = ids
+        return self._ids
+
+    def ids_sha256(self) -> str:
+        """The sha256 of the ids joined by line breaks (UTF-8): kept in facebench's cache
+        under the file's stat signature (``protocols._cache.kept_digest``: device, inode,
+        size, modification and status-change times), so that a later open of the unchanged
+        file knows it without reading the ids; else computed from :attr:`ids` (read and
+        checked) and kept."""
+        if self._ids_digest is None:
+            before = self._status()
+            digest = None if before is None else _cache.kept_digest("store-ids", self._path, before)
+            if digest is None:
+                digest = _joined_sha256(self.ids)
+                after = self._status()
+                if before is not None and after is not None:
+                    _cache.keep_digest("store-ids", self._path, before, after, digest)
+            self._ids_digest = digest
+        return self._ids_digest
+
+    @property
+    def _path(self) -> Path:
+        return Path(self.info.path)
+
+    def _status(self) -> os.stat_result | None:
+        """``fstat`` of the file HDF5 has open (not of the path's file now), or None."""
+        try:
+            fd = self._handle.id.get_vfd_handle()
+            return os.fstat(fd) if isinstance(fd, int) and fd >= 0 else None
+        except (OSError, TypeError, ValueError):
+            return None
 
     def close(self) -> None:
         """Close the file; the store cannot be read afterwards."""
@@ -977,7 +1027,7 @@ class FeatureStore:
 
     @property
     def _index(self) -> dict[str, int]:
-        """{id: row}, built on first use (the ids were checked unique at open)."""
+        """{id: row}, built on first use (the ids were checked unique when read)."""
         if self._index_map is None:
             self._index_map = dict(zip(self.ids, range(len(self.ids)), strict=True))
         return self._index_map
@@ -990,9 +1040,9 @@ class FeatureStore:
         MissingItemsError
             Some ids are not in the store; the message gives their count and the first five.
         """
-        if len(ids) == len(self.ids) and list(ids) == self.ids:
+        if len(ids) == self.info.n_items and self._own_ids_in_order(ids):
             # The protocol lists the store's own ids in order (a store extracted for it):
-            # a comparison of the lists instead of a lookup per id.
+            # a comparison of the lists (or of their digests) instead of a lookup per id.
             return np.arange(len(ids), dtype=np.int64)
         index = self._index
         missing = [item for item in ids if item not in index]
@@ -1004,6 +1054,19 @@ class FeatureStore:
                 " store was built for this protocol"
             )
         return np.fromiter((index[item] for item in ids), dtype=np.int64, count=len(ids))
+
+    def _own_ids_in_order(self, ids: Sequence[str]) -> bool:
+        """Whether ``ids`` (as many as the store's) are the store's ids in row order. With
+        the ids not read and their digest known (:meth:`ids_sha256`), by the digest: the
+        store's ids hold no line break, so equal joined texts of as many ids are equal
+        lists."""
+        if self._ids is None and self._ids_digest is not None:
+            try:
+                if _joined_sha256(ids) == self._ids_digest:
+                    return True
+            except (TypeError, UnicodeEncodeError):
+                pass
+        return list(ids) == self.ids
 
     def read_all(self, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """All rows: features float32 (N, D) and raw norms float32 (N,); ``flip`` for mirrors."""
@@ -1243,22 +1306,38 @@ class FeatureStore:
             )
 
 
+def open_for_lookups(path: str | Path) -> FeatureStore:
+    """:meth:`FeatureStore.open` with the ids' digest known (:meth:`FeatureStore.ids_sha256`):
+    when the cache holds it for the unchanged file, the ids are not read, and a protocol that
+    lists the store's own ids in order is located by the digest alone; else the ids are read
+    and checked here, as by a plain open."""
+    store = FeatureStore.open(path, read_ids=False)
+    try:
+        store.ids_sha256()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 class StoreOpening:
-    """A store opened in a thread (:meth:`FeatureStore.open`: its structure checked and its
-    ids read and checked) while the caller does other work, such as parsing a protocol.
+    """A store opened in a thread (:func:`open_for_lookups`: its structure checked, its ids'
+    digest found in the cache or its ids read and checked) while the caller does other
+    work, such as parsing a protocol.
 
     ``with StoreOpening(path) as opening: ...; store = opening.take()``. :meth:`take`
     waits for the opening and returns the open store, or raises its error; the caller then
     owns the store and closes it. A store never taken is closed when the block ends, and
     its opening's error, if any, is dropped: the block's own error (a bad protocol found
     while the store was opening) is the one to fix first. HDF5 reads variable-length
-    strings without Python's lock, so the ids are read meanwhile (IJB-C: 0.13 s).
+    strings without Python's lock, so ids that must be read are read meanwhile (IJB-C:
+    0.13 s).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-open")
-        self._future: Future[FeatureStore] | None = pool.submit(FeatureStore.open, self.path)
+        self._future: Future[FeatureStore] | None = pool.submit(open_for_lookups, self.path)
         pool.shutdown(wait=False)
 
     def _result(self) -> FeatureStore:

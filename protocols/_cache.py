@@ -16,6 +16,10 @@ time (which no user call can set back), so a changed file is hashed again; a dig
 kept only for a file unchanged while it was hashed and last changed more than
 ``RACY_SECONDS`` before (a change within the same timestamp tick cannot go unseen).
 
+:func:`kept_digest` and :func:`keep_digest` keep any other sha256 of a file the same way
+(``facebench.store``: the digest of a store's ids, so that an unchanged store's 469,375 ids
+need not be read again).
+
 Location: ``$FACEBENCH_CACHE_DIR`` if set (the value ``off`` disables the cache), else
 ``$XDG_CACHE_HOME/facebench`` or ``~/.cache/facebench``; tables go to its ``protocols/``.
 """
@@ -154,30 +158,54 @@ def file_sha256(path: Path, compute: Callable[[Path], str]) -> str:
     file's stat signature is unchanged (module docstring), else computed (and kept when
     the file did not change while it was hashed and is not racy). With the cache off,
     always computed. ``compute`` raises the file's own read errors."""
-    folder = cache_dir()
-    if folder is None:
-        return compute(path)
     try:
         before = os.stat(path)
     except OSError:
         return compute(path)
-    name = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()
-    entry = folder / f"sha256-v{DIGEST_VERSION}-{name}.txt"
-    try:
-        signature, digest = entry.read_text(encoding="utf-8").split("\n")[:2]
-    except (OSError, UnicodeDecodeError, ValueError):
-        signature = digest = ""
-    if signature == _signature(before) and _is_sha256(digest):
+    digest = kept_digest("sha256", path, before)
+    if digest is not None:
         return digest
     digest = compute(path)
     try:
         after = os.stat(path)
     except OSError:
         return digest
-    racy = time.time_ns() - after.st_ctime_ns < RACY_SECONDS * 1e9
-    if _signature(after) == _signature(before) and not racy:
-        _save_text_at(entry, f"{_signature(after)}\n{digest}\n")
+    keep_digest("sha256", path, before, after, digest)
     return digest
+
+
+def _digest_entry(kind: str, path: Path) -> Path | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    name = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()
+    return folder / f"{kind}-v{DIGEST_VERSION}-{name}.txt"
+
+
+def kept_digest(kind: str, path: Path, status: os.stat_result) -> str | None:
+    """The sha256 kept under ``kind`` for the file at ``path`` (:func:`keep_digest`) while
+    the file's stat signature is ``status``'s; None when none is kept for that signature,
+    the entry is damaged, or the cache is off."""
+    entry = _digest_entry(kind, path)
+    if entry is None:
+        return None
+    try:
+        signature, digest = entry.read_text(encoding="utf-8").split("\n")[:2]
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return digest if signature == _signature(status) and _is_sha256(digest) else None
+
+
+def keep_digest(
+    kind: str, path: Path, before: os.stat_result, after: os.stat_result, digest: str
+) -> None:
+    """Keep ``digest`` (a sha256 of something of the file at ``path``, computed between the
+    stats ``before`` and ``after``) under ``kind``, unless the file changed meanwhile or
+    less than ``RACY_SECONDS`` before (module docstring); failures only warn."""
+    entry = _digest_entry(kind, path)
+    racy = time.time_ns() - after.st_ctime_ns < RACY_SECONDS * 1e9
+    if entry is not None and _signature(after) == _signature(before) and not racy:
+        _save_text_at(entry, f"{_signature(after)}\n{digest}\n")
 
 
 def _is_sha256(text: str) -> bool:

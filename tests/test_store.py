@@ -738,8 +738,8 @@ def test_a_store_opened_in_a_thread_and_never_taken_is_closed(
     opened: list[FeatureStore] = []
     real_open = FeatureStore.open
 
-    def recorded(path: Any) -> FeatureStore:
-        opened.append(real_open(path))
+    def recorded(path: Any, **options: Any) -> FeatureStore:
+        opened.append(real_open(path, **options))
         return opened[-1]
 
     monkeypatch.setattr(FeatureStore, "open", staticmethod(recorded))
@@ -756,3 +756,111 @@ def test_a_store_opened_in_a_thread_and_never_taken_is_closed(
     with pytest.raises(KeyError, match="the protocol was bad"):
         with StoreOpening(tmp_path / "none.h5"):  # its StoreError is not the one to fix
             raise KeyError("the protocol was bad")
+
+
+# ------------------------------------------------------- the ids' digest kept under the file
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written by the test count as settled (no racy window) so digests are kept."""
+    from protocols import _cache
+
+    monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)
+
+
+def test_ids_are_read_when_first_needed_and_checked_then(tmp_path: Path) -> None:
+    path = write(tmp_path / "s.h5")
+    with FeatureStore.open(path) as eager, FeatureStore.open(path, read_ids=False) as lazy:
+        assert lazy._ids is None
+        assert lazy.ids == eager.ids == make_ids(12)
+    edit(path, lambda handle: handle["ids"].__setitem__(9, handle["ids"][2]))
+    with FeatureStore.open(path, read_ids=False) as lazy:  # the structure is sound
+        with pytest.raises(StoreError, match=r"appears at rows 2 and 9"):
+            _ = lazy.ids
+
+
+def test_the_ids_digest_is_kept_and_answers_an_unchanged_store(
+    tmp_path: Path, settled: None
+) -> None:
+    from facebench.store import open_for_lookups
+
+    path = write(tmp_path / "s.h5")
+    expected = hashlib.sha256("\n".join(make_ids(12)).encode("utf-8")).hexdigest()
+    with open_for_lookups(path) as first:
+        assert first._ids is not None  # nothing kept yet: read, checked, hashed
+        assert first.ids_sha256() == expected
+    with open_for_lookups(path) as second:
+        assert second._ids is None and second.ids_sha256() == expected
+        # The store's own ids in order: located by the digest, the ids still unread.
+        assert np.array_equal(second.index_of(make_ids(12)), np.arange(12))
+        assert second._ids is None
+        # Anything else: the ids are read and looked up.
+        wanted = make_ids(12)[::-1]
+        assert np.array_equal(second.index_of(wanted), np.arange(12)[::-1])
+        assert second._ids == make_ids(12)
+    with open_for_lookups(path) as third:
+        with pytest.raises(MissingItemsError, match=r"1 of 12 are missing \(first: 'other'\)"):
+            third.index_of([*make_ids(11), "other"])
+
+
+def test_a_changed_store_has_its_ids_read_again(tmp_path: Path, settled: None) -> None:
+    from facebench.store import open_for_lookups
+
+    path = write(tmp_path / "s.h5")
+    with open_for_lookups(path):
+        pass
+    features, norms = unit_rows(3, 6, seed=5)
+    append_to_store(path, ["new/a.jpg", "new/b.jpg", "new/c.jpg"], features, norms)
+    ids = [*make_ids(12), "new/a.jpg", "new/b.jpg", "new/c.jpg"]
+    with open_for_lookups(path) as store:
+        assert store._ids == ids  # the file changed: its ids read and checked again
+        assert store.ids_sha256() == hashlib.sha256("\n".join(ids).encode()).hexdigest()
+        assert np.array_equal(store.index_of(ids), np.arange(15))
+    # Renamed over by another store of the same size and the same ids but one.
+    other = write(tmp_path / "other.h5")
+    edit(other, lambda handle: handle["ids"].__setitem__(0, "someone/else.jpg"))
+    path.unlink()
+    write(path)
+    with open_for_lookups(path):
+        pass
+    other.replace(path)
+    with open_for_lookups(path) as store:
+        assert store._ids is not None and store.ids[0] == "someone/else.jpg"
+        with pytest.raises(MissingItemsError, match="person_0_0000"):
+            store.index_of(make_ids(12))
+
+
+def test_the_ids_digest_with_the_cache_off_a_damaged_entry_or_a_racy_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facebench.store import open_for_lookups
+    from protocols import _cache
+
+    path = write(tmp_path / "s.h5")
+    with open_for_lookups(path):  # written just now: racy, not kept
+        pass
+    with open_for_lookups(path) as store:
+        assert store._ids is not None
+    monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)
+    with open_for_lookups(path):
+        pass
+    entry = _cache._digest_entry("store-ids", path)
+    assert entry is not None and entry.is_file()
+    for damaged in ("", "garbage", entry.read_text(encoding="utf-8")[:-10]):
+        entry.write_text(damaged, encoding="utf-8")
+        with open_for_lookups(path) as store:
+            assert store._ids is not None  # not answered: read, and the entry rewritten
+    with open_for_lookups(path) as store:
+        assert store._ids is None
+    monkeypatch.setenv("FACEBENCH_CACHE_DIR", "off")
+    with open_for_lookups(path) as store:
+        assert store._ids is not None and store.index_of(make_ids(12)).size == 12
+
+
+def test_a_damaged_row_names_its_id_when_the_ids_were_never_read(tmp_path: Path) -> None:
+    path = write(tmp_path / "s.h5")
+    edit(path, lambda handle: handle["features"].__setitem__(7, np.full(6, np.nan)))
+    with FeatureStore.open(path, read_ids=False) as store:
+        with pytest.raises(StoreError, match=r"row 7 \(id 'person_2/person_2_0001.jpg'\)"):
+            store.read_rows(np.arange(12))
