@@ -54,6 +54,8 @@ def check(true: np.ndarray, y: np.ndarray, bound: float, seed: int) -> dict:
     assert auc(banded.counts) == auc(direct)
     # every pair re-scored is exact; the TAR did not need the others
     assert set(asked) >= set(np.flatnonzero(banded.exact).tolist())
+    # and none is re-scored twice (the second bands reuse the first bands' re-scores)
+    assert len(asked) == len(set(asked))
     return {"n_exact": int(banded.exact.sum()), "bands": banded.bands}
 
 

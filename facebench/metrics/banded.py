@@ -233,7 +233,7 @@ def exact_at_targets(
     # wider) do not overlap; every pair of the first bands is in them again.
     bands = _merged(first + second, 3 * bound)
     pairs = _members(s, impostor, bands, scan)
-    values = rescore(pairs)
+    values = _rescored_once(pairs, first_pairs, first_values, rescore)
     # The bound, checked on every pair re-scored (every genuine pair among them): a bound
     # that failed would make the bands too narrow, so it is an error, not a warning.
     for which, approx_of, exact_of in (
@@ -254,6 +254,23 @@ def exact_at_targets(
         counts=counts_from_sorted(genuine, _patched(imp32, bands, np.sort(values), bound)),
         bands=[(float(lo), float(hi)) for lo, hi in bands],
     )
+
+
+def _rescored_once(
+    pairs: IntArray, known: IntArray, known_values: FloatArray, rescore: Rescore
+) -> FloatArray:
+    """``rescore(pairs)``, with the pairs among ``known`` (ascending, re-scored before: the
+    first bands' pairs, usually all of them) given their ``known_values`` instead of being
+    re-scored again (a re-score is a function of the pair alone)."""
+    if known.size == 0:
+        return rescore(pairs)
+    at = np.minimum(np.searchsorted(known, pairs), known.size - 1)
+    seen = known[at] == pairs
+    values = np.empty(pairs.size, dtype=np.float64)
+    values[seen] = known_values[at[seen]]
+    if not seen.all():
+        values[~seen] = rescore(pairs[~seen])
+    return values
 
 
 def _around(value: float, width: float) -> tuple[np.float32, np.float32]:
