@@ -52,7 +52,7 @@ per element, a float64 matrix product costs 1/100 to 1/200 of a gathered dot pro
 FLOAT32_MIN_PAIRS = 1 << 20
 """From this many pairs, ``--score-precision auto`` scores in float32 (with the bands)."""
 SCORE_PRECISIONS = ("auto", "float64", "float32")
-_RESCORE_BATCH = 1024
+_RESCORE_BATCH = 256  # pairs per re-score step: its (256, D) products stay in the L2 cache
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
