@@ -272,6 +272,70 @@ def test_torch_products_on_the_cpu_give_the_same_tar(world: dict[str, Any]) -> N
         )
 
 
+_PRECISION_CHECK = """
+import sys, numpy as np, torch
+from facebench.template_scores import full_float32_matmul, torch_products
+m = torch.backends.cuda.matmul
+scenario = sys.argv[1]
+if scenario == "legacy-tf32":
+    m.allow_tf32 = True
+elif scenario == "generic-high":
+    torch.set_float32_matmul_precision("high")
+elif scenario == "new-tf32":
+    m.fp32_precision = "tf32"
+elif scenario == "mixed":  # the legacy getters raise in such a process
+    torch.set_float32_matmul_precision("high")
+    m.allow_tf32 = False
+def settings():
+    out = []
+    for read in (lambda: m.allow_tf32, lambda: m.fp32_precision,
+                 torch.get_float32_matmul_precision,
+                 lambda: torch.backends.mkldnn.matmul.fp32_precision):
+        try:
+            out.append(repr(read()))
+        except RuntimeError:
+            out.append("raises")
+    return out
+before = settings()
+with full_float32_matmul("cuda"):
+    assert m.fp32_precision == "ieee", m.fp32_precision
+with full_float32_matmul("cpu"):
+    assert torch.backends.mkldnn.matmul.fp32_precision == "ieee"
+rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+out = torch_products("cpu")(rows.T.copy())(rows, np.empty((3, 3), np.float32))
+assert np.array_equal(out, rows @ rows.T), out
+assert settings() == before, (before, settings())
+print("kept", before)
+"""
+
+
+@pytest.mark.parametrize(
+    "scenario", ["untouched", "legacy-tf32", "generic-high", "new-tf32", "mixed"]
+)
+def test_full_float32_products_keep_the_users_torch_settings(scenario: str) -> None:
+    """Inside, float32 matmul is IEEE on cuda (checked as torch's setting: no GPU needed)
+    and on the CPU; after, every setting reads as before, whichever API the user's process
+    used to set it (torch's getters raise in a process that mixed the legacy and new APIs:
+    the products must work there too, and read none of them)."""
+    torch = pytest.importorskip("torch")
+    if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        pytest.skip("torch < 2.9: only the legacy allow_tf32 flags")
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _PRECISION_CHECK, scenario],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("kept")
+    if scenario == "new-tf32":
+        assert "'tf32'" in proc.stdout
+
+
 def test_device_cuda_without_a_gpu_is_refused(world: dict[str, Any], tmp_path: Path) -> None:
     pytest.importorskip("torch")
     import torch
