@@ -25,10 +25,8 @@ few units in the last place.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -250,59 +248,19 @@ def numpy_products(
     return multiply
 
 
-#: One product at a time changes torch's process-wide float32 matmul setting.
-_PRECISION_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def full_float32_matmul(device_type: str) -> Iterator[None]:
-    """Float32 matrix products on ``device_type`` in full IEEE float32 (no TF32 or bf16
-    shortcuts), the process's own setting restored afterwards.
-
-    Uses the backend's ``fp32_precision`` (torch >= 2.9) where it exists: setting and
-    restoring it leaves every getter of a user's settings, legacy or new, as it was (torch
-    raises in the getters of a process that mixed the two APIs, so none is read here).
-    Older torch: the legacy ``allow_tf32`` flags.
-    """
-    import torch
-
-    backends = torch.backends
-    if device_type == "cuda":
-        matmul = backends.cuda.matmul
-    elif hasattr(backends, "mkldnn") and hasattr(backends.mkldnn, "matmul"):
-        matmul = backends.mkldnn.matmul
-    else:  # an older torch on the CPU: no reduced-precision float32 matmul to turn off
-        matmul = None
-    with _PRECISION_LOCK:
-        if matmul is not None and hasattr(matmul, "fp32_precision"):
-            before = matmul.fp32_precision
-            matmul.fp32_precision = "ieee"
-            try:
-                yield
-            finally:
-                matmul.fp32_precision = before
-        elif device_type == "cuda":
-            before_tf32 = backends.cuda.matmul.allow_tf32
-            backends.cuda.matmul.allow_tf32 = False
-            try:
-                yield
-            finally:
-                backends.cuda.matmul.allow_tf32 = before_tf32
-        else:
-            yield
-
-
 def torch_products(device: str) -> Products:
     """:data:`Products` computed by torch on ``device`` (``verify --device cuda``).
 
-    Float32 products are computed in full float32 (:func:`full_float32_matmul`: TF32 and
-    other reduced-precision modes off for each product, the process's setting restored), so
-    :func:`float32_bound` holds for them as for any float32 summation order, and TAR at a
-    FAR stays exactly the float64 one. Float64 products on a GPU sum in another order than
-    the CPU's BLAS: the scores can differ in the last bits. Tested with ``device="cpu"``
-    here; tests/test_gpu.py checks it on a GPU.
+    Float32 products are computed in IEEE float32 (:class:`facebench.precision.IeeeFloat32`:
+    TF32 and other reduced-precision modes off for each product, the process's settings
+    restored), so :func:`float32_bound` holds for them as for any float32 summation order,
+    and TAR at a FAR stays exactly the float64 one. Float64 products on a GPU sum in another
+    order than the CPU's BLAS: the scores can differ in the last bits. Tested with
+    ``device="cpu"`` here; tests/test_gpu.py checks it on a GPU.
     """
     import torch
+
+    from facebench.precision import IeeeFloat32
 
     target = torch.device(device)
 
@@ -315,7 +273,7 @@ def torch_products(device: str) -> Products:
             rows: npt.NDArray[np.floating[Any]], out: npt.NDArray[np.floating[Any]]
         ) -> Any:
             rows_t = torch.from_numpy(np.ascontiguousarray(rows)).to(target)
-            with full_float32_matmul(target.type):
+            with IeeeFloat32(target.type):
                 product = rows_t @ right_t
             out[...] = product.cpu().numpy()
             return out

@@ -214,7 +214,8 @@ def test_torchrun_nccl_shards_give_the_single_result(
 
 def test_extract_on_cuda_matches_the_cpu(tmp_path: Path) -> None:
     """The same images through the same weights: the same ids, and features equal up to
-    the GPU's convolution arithmetic (cuDNN may use TF32: about 1e-3 relative)."""
+    float32 summation order. ``--precision fp32`` is IEEE float32 on the GPU too: cuDNN's
+    default TF32 convolutions would move the unit features by about 1e-3."""
     from test_extract import make_images, read_store
 
     from facebench.models.registry import ARCHITECTURES
@@ -237,6 +238,6 @@ def test_extract_on_cuda_matches_the_cpu(tmp_path: Path) -> None:
     cpu, gpu = stores["cpu"], stores["cuda"]
     np.testing.assert_array_equal(gpu["ids"], cpu["ids"])
     for name in ("features", "features_flip"):
-        cosine = np.einsum("ij,ij->i", gpu[name].astype(np.float64), cpu[name])
-        assert cosine.min() >= 1 - 1e-4, (name, cosine.min())
-    np.testing.assert_allclose(gpu["norms"], cpu["norms"], rtol=1e-2)
+        moved = np.linalg.norm(gpu[name].astype(np.float64) - cpu[name], axis=1)
+        assert moved.max() <= 1e-4, (name, moved.max())
+    np.testing.assert_allclose(gpu["norms"], cpu["norms"], rtol=1e-4)

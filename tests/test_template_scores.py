@@ -274,8 +274,10 @@ def test_torch_products_on_the_cpu_give_the_same_tar(world: dict[str, Any]) -> N
 
 _PRECISION_CHECK = """
 import sys, numpy as np, torch
-from facebench.template_scores import full_float32_matmul, torch_products
-m = torch.backends.cuda.matmul
+from facebench.precision import IeeeFloat32
+from facebench.template_scores import torch_products
+b = torch.backends
+m = b.cuda.matmul
 scenario = sys.argv[1]
 if scenario == "legacy-tf32":
     m.allow_tf32 = True
@@ -286,21 +288,31 @@ elif scenario == "new-tf32":
 elif scenario == "mixed":  # the legacy getters raise in such a process
     torch.set_float32_matmul_precision("high")
     m.allow_tf32 = False
+elif scenario == "cudnn-legacy":
+    b.cudnn.allow_tf32 = False
+elif scenario == "conv-new":
+    b.cudnn.conv.fp32_precision = "tf32"
+    b.mkldnn.conv.fp32_precision = "bf16"
 def settings():
     out = []
     for read in (lambda: m.allow_tf32, lambda: m.fp32_precision,
-                 torch.get_float32_matmul_precision,
-                 lambda: torch.backends.mkldnn.matmul.fp32_precision):
+                 torch.get_float32_matmul_precision, lambda: b.cudnn.allow_tf32,
+                 lambda: b.cudnn.conv.fp32_precision, lambda: b.mkldnn.matmul.fp32_precision,
+                 lambda: b.mkldnn.conv.fp32_precision):
         try:
             out.append(repr(read()))
         except RuntimeError:
             out.append("raises")
     return out
 before = settings()
-with full_float32_matmul("cuda"):
-    assert m.fp32_precision == "ieee", m.fp32_precision
-with full_float32_matmul("cpu"):
-    assert torch.backends.mkldnn.matmul.fp32_precision == "ieee"
+context = IeeeFloat32("cuda")
+for _ in range(2):  # re-usable, and re-entrant
+    with context:
+        with context:
+            assert m.fp32_precision == b.cudnn.conv.fp32_precision == "ieee"
+        assert m.fp32_precision == b.cudnn.conv.fp32_precision == "ieee"
+with IeeeFloat32("cpu"):
+    assert b.mkldnn.matmul.fp32_precision == b.mkldnn.conv.fp32_precision == "ieee"
 rows = np.arange(12, dtype=np.float32).reshape(3, 4)
 out = torch_products("cpu")(rows.T.copy())(rows, np.empty((3, 3), np.float32))
 assert np.array_equal(out, rows @ rows.T), out
@@ -310,13 +322,14 @@ print("kept", before)
 
 
 @pytest.mark.parametrize(
-    "scenario", ["untouched", "legacy-tf32", "generic-high", "new-tf32", "mixed"]
+    "scenario",
+    ["untouched", "legacy-tf32", "generic-high", "new-tf32", "mixed", "cudnn-legacy", "conv-new"],
 )
-def test_full_float32_products_keep_the_users_torch_settings(scenario: str) -> None:
-    """Inside, float32 matmul is IEEE on cuda (checked as torch's setting: no GPU needed)
-    and on the CPU; after, every setting reads as before, whichever API the user's process
-    used to set it (torch's getters raise in a process that mixed the legacy and new APIs:
-    the products must work there too, and read none of them)."""
+def test_ieee_float32_keeps_the_users_torch_settings(scenario: str) -> None:
+    """Inside, float32 matmul and convolutions are IEEE on cuda (checked as torch's
+    settings: no GPU needed) and on the CPU; after, every setting reads as before, whichever
+    API the user's process used to set it (torch's getters raise in a process that mixed
+    the legacy and new APIs: the products must work there too, and read none of them)."""
     torch = pytest.importorskip("torch")
     if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         pytest.skip("torch < 2.9: only the legacy allow_tf32 flags")
@@ -332,8 +345,10 @@ def test_full_float32_products_keep_the_users_torch_settings(scenario: str) -> N
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("kept")
-    if scenario == "new-tf32":
+    if scenario in ("new-tf32", "conv-new"):
         assert "'tf32'" in proc.stdout
+    if scenario == "conv-new":
+        assert "'bf16'" in proc.stdout
 
 
 def test_device_cuda_without_a_gpu_is_refused(world: dict[str, Any], tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from facebench.extract import journal
 from facebench.extract.preprocess import ImageError, Preprocessing, load_item
 from facebench.extract.sources import Item
 from facebench.models.loaders import FeatureModel
+from facebench.precision import IeeeFloat32
 from facebench.store import StoreInfo
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -106,8 +107,8 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     if precision not in PRECISIONS:
         raise FacebenchError(f"Expected --precision in {list(PRECISIONS)}, but got {precision!r}")
     dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
+    if dtype is None:  # fp32: IEEE float32 (torch's cuDNN convolutions default to TF32)
+        return IeeeFloat32(device.type)
     if device.type == "cpu" and dtype is torch.float16:
         raise FacebenchError("--precision fp16 needs a GPU; on the CPU use fp32 or bf16")
     return torch.autocast(device_type=device.type, dtype=dtype)
