@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 DEMO_DIR ?= demo-output
 
-.PHONY: install test lint bench bench-full fuzz demo clean
+.PHONY: install test lint bench bench-full gpu-check fuzz demo clean
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ bench: install
 # IJB-C and MegaFace sizes (a 1,000,000-item gallery); see docs/performance.md for its time.
 bench-full: install
 	$(PY) -m benchmarks --size full
+
+# On a machine with a CUDA GPU, with the python3 whose torch is built for it (the venv holds
+# the CPU build): the GPU tests, then the CUDA paths against the CPU at IJB-C and MegaFace
+# sizes (docs/performance.md, "On a GPU").
+gpu-check:
+	PYTHONPATH=. $(PYTHON) -m pytest -p no:cacheprovider -rs tests/test_gpu.py
+	PYTHONPATH=. $(PYTHON) -m benchmarks.gpu_check
 
 # The fuzz tests with many more examples than `make test` runs (docs/reliability.md).
 fuzz: install

@@ -98,3 +98,29 @@ def test_existing_json_is_not_overwritten(tmp_path: Path, which: str) -> None:
     assert proc.returncode == 2
     assert "--overwrite" in proc.stderr
     assert out.read_text(encoding="utf-8") == "keep\n"
+
+
+def test_gpu_check_dry_run_compares_every_output(tmp_path: Path) -> None:
+    """``benchmarks.gpu_check --device cpu``: the GPU check's comparisons with the CPU on
+    both sides (and gloo for the shards) find everything equal."""
+    out = tmp_path / "gpu.json"
+    env = dict(os.environ)
+    env.setdefault("FACEBENCH_BENCH_CACHE", str(CACHE))
+    command = [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick"]
+    proc = subprocess.run(
+        [*command, "--json", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("GPU ")]
+    names = [line.split(":")[0][4:] for line in lines]
+    assert names[:3] == ["verify-ijbc-float32", "verify-ijbc-float64", "search-20000x200"]
+    assert all("equal=True" in line for line in lines[:3]), lines
+    payload = json.loads(out.read_text(encoding="utf-8"))
+    assert payload["benchmark"] == "gpu-check" and payload["device"] == "cpu"
+    assert payload["verify-ijbc-float32"]["score_tolerance"] > 0
+    assert payload["search-20000x200"]["equal"] is True
