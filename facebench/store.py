@@ -91,7 +91,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from facebench import __version__
+from facebench import __version__, cache
 from facebench.errors import FacebenchError, InputFormatError, MissingItemsError, StoreError
 from facebench.fileio import (
     OutputWriteError,
@@ -100,7 +100,6 @@ from facebench.fileio import (
     check_writable,
     write_error,
 )
-from protocols import _cache
 
 SCHEMA_VERSION: int = 1
 READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
@@ -985,18 +984,18 @@ class FeatureStore:
 
     def ids_sha256(self) -> str:
         """The sha256 of the ids joined by line breaks (UTF-8): kept in facebench's cache
-        under the file's stat signature (``protocols._cache.kept_digest``: device, inode,
+        under the file's stat signature (``protocols.cache.kept_digest``: device, inode,
         size, modification and status-change times), so that a later open of the unchanged
         file knows it without reading the ids; else computed from :attr:`ids` (read and
         checked) and kept."""
         if self._ids_digest is None:
             before = self._status()
-            digest = None if before is None else _cache.kept_digest("store-ids", self._path, before)
+            digest = None if before is None else cache.kept_digest("store-ids", self._path, before)
             if digest is None:
                 digest = _joined_sha256(self.ids)
                 after = self._status()
                 if before is not None and after is not None:
-                    _cache.keep_digest("store-ids", self._path, before, after, digest)
+                    cache.keep_digest("store-ids", self._path, before, after, digest)
             self._ids_digest = digest
         return self._ids_digest
 

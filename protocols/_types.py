@@ -126,7 +126,7 @@ class Verification:
     left, right : ndarray of int64 (or int32), shape (P,)
         Positions in ``templates.ids`` of the two templates of each comparison, file order.
         IJB-B/C pairs loaded from the protocol cache are int32 read-only memory maps of
-        the cache entry (:mod:`protocols._cache`); a parse gives int64.
+        the cache entry (:mod:`facebench.cache`); a parse gives int64.
     is_same : ndarray of bool, shape (P,)
         True for a genuine (same subject) comparison.
     """

@@ -61,8 +61,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facebench import cache
 from facebench.errors import InputFormatError, located
-from protocols import _cache
 from protocols._text import (
     _BadRow,
     _decode_names,
@@ -308,14 +308,14 @@ def _cached_tid(digest: str) -> tuple[str, IntArray, IntArray] | None:
     """A tid_mid file parsed before (cached only when it had no repeated lines): its names
     (one per line), template ids and media ids; None when not cached or when an entry fails
     the checks a parse makes (then the file is parsed again)."""
-    values = _cache.load_table("ijb-tid", TID_CACHE_VERSION, digest, 2)
-    text = None if values is None else _cache.load_text("ijb-tid", TID_CACHE_VERSION, digest)
+    values = cache.load_table("ijb-tid", TID_CACHE_VERSION, digest, 2)
+    text = None if values is None else cache.load_text("ijb-tid", TID_CACHE_VERSION, digest)
     if values is None or text is None:
-        _cache.discard("ijb-tid", TID_CACHE_VERSION, digest)  # half an entry: start afresh
+        cache.discard("ijb-tid", TID_CACHE_VERSION, digest)  # half an entry: start afresh
         return None
     n_names = text.count("\n") + 1 if text else 0
     if n_names != values.shape[0] or (values.size and int(values.min()) < 0):
-        _cache.discard("ijb-tid", TID_CACHE_VERSION, digest)
+        cache.discard("ijb-tid", TID_CACHE_VERSION, digest)
         return None
     as64: IntArray = values.astype(np.int64)
     return text, as64[:, 0].copy(), as64[:, 1].copy()
@@ -341,8 +341,8 @@ def _images(
     scores; subjects -1."""
     path = root / tid_rel
     # A file unchanged since it was hashed is neither read nor hashed again when its parse
-    # is cached (protocols._cache.file_sha256); else it is read whole and hashed.
-    digest = _cache.file_sha256(path, _mapped_sha256)
+    # is cached (protocols.cache.file_sha256); else it is read whole and hashed.
+    digest = cache.file_sha256(path, _mapped_sha256)
     found_in_cache = _cached_tid(digest)
     if found_in_cache is not None:
         digests[path] = digest
@@ -368,8 +368,8 @@ def _images(
         n_lines, n_dropped = table.n_rows, int(keep.size - keep.sum())
         lines = "\n".join(names)
         if not n_dropped:  # a file without repeats: its names, templates and media cached
-            _cache.save_table("ijb-tid", TID_CACHE_VERSION, digests[path], table.values)
-            _cache.save_text("ijb-tid", TID_CACHE_VERSION, digests[path], lines)
+            cache.save_table("ijb-tid", TID_CACHE_VERSION, digests[path], table.values)
+            cache.save_text("ijb-tid", TID_CACHE_VERSION, digests[path], lines)
     scores = None
     dropped = {"tid_mid": n_dropped}
     landmark_counts: dict[str, int] = {}
@@ -447,7 +447,7 @@ def _pairs(
     parsed is read whole and its digest taken again from the bytes parsed).
 
     A file without blank lines is parsed once per content: the result (both positions
-    and the label of each pair) is kept in :mod:`protocols._cache` under the sha256 of the
+    and the label of each pair) is kept in :mod:`facebench.cache` under the sha256 of the
     pair file and of the template ids, the only inputs it depends on; a cached table is
     used only if every value is one a parse can give, else the file is parsed again.
     """
@@ -459,11 +459,11 @@ def _pairs(
         return hashlib.sha256(f"{digests[path]} {ids_digest}".encode()).hexdigest()
 
     key = cache_key()
-    cached = _cache.load_columns("ijb-pairs", PAIRS_CACHE_VERSION, key, 3)
+    cached = cache.load_columns("ijb-pairs", PAIRS_CACHE_VERSION, key, 3)
     if cached is not None:
         found = _checked_positions(cached, ids.size)
         if found is None:
-            _cache.discard("ijb-pairs", PAIRS_CACHE_VERSION, key)
+            cache.discard("ijb-pairs", PAIRS_CACHE_VERSION, key)
         else:
             n = cached.shape[0]
             table = _Table([], np.empty((0, 3), dtype=np.int64), [0], [0], [None], n)
@@ -502,7 +502,7 @@ def _pairs(
         # One column per row of the table: each is a contiguous slice of the mapped file.
         positions = np.empty((3, n), dtype=np.int32 if ids.size < 2**31 else np.int64)
         positions[0], positions[1], positions[2] = left[:n], right[:n], is_same[:n]
-        _cache.save_table("ijb-pairs", PAIRS_CACHE_VERSION, key, positions)
+        cache.save_table("ijb-pairs", PAIRS_CACHE_VERSION, key, positions)
     return left[:n], right[:n], is_same[:n], table
 
 
@@ -749,7 +749,7 @@ def load_ijb(
     # the templates) while the thread works.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facebench-pairs")
     try:
-        pair_digest = pool.submit(_cache.file_sha256, root / pairs_rel, _mapped_sha256)
+        pair_digest = pool.submit(cache.file_sha256, root / pairs_rel, _mapped_sha256)
         templates, counts = _images(root, tid_rel, pts_rel, warnings, digests)
         ids = templates.ids
 

@@ -72,13 +72,38 @@ def test_only_store_touches_h5py():
     assert users == ["facebench/store.py"]
 
 
-def test_protocols_import_only_errors_and_fileio_of_the_engine():
+#: What protocols/ may use of the engine: errors, file reading, the on-disk cache.
+PROTOCOL_ENGINE_MODULES = {"facebench.errors", "facebench.fileio", "facebench.cache"}
+
+
+def test_protocols_import_only_errors_fileio_and_cache_of_the_engine():
+    used = set()
     for path in (ROOT / "protocols").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.ImportFrom)
-                and node.module
-                and node.module.startswith("facebench")
-            ):
-                assert node.module in ("facebench.errors", "facebench.fileio"), path.name
+            if isinstance(node, ast.ImportFrom) and node.module == "facebench":
+                names = {f"facebench.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("facebench"):
+                names = {str(node.module)}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names if a.name.startswith("facebench")}
+            else:
+                continue
+            assert names <= PROTOCOL_ENGINE_MODULES, (path.name, names)
+            used |= names
+    assert used == PROTOCOL_ENGINE_MODULES  # the rule names nothing protocols do not use
+
+
+@pytest.mark.parametrize("module", sorted(PROTOCOL_ENGINE_MODULES))
+def test_what_protocols_use_of_the_engine_uses_nothing_else(module: str) -> None:
+    """Importing protocols/ must not pull in the engine: the modules they may use import
+    no other facebench module (the package's __init__ aside)."""
+    path = ROOT / (module.replace(".", "/") + ".py")
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("facebench"):
+            named = (
+                {f"facebench.{a.name}" for a in node.names}
+                if node.module == "facebench"
+                else {node.module}
+            )
+            assert named <= PROTOCOL_ENGINE_MODULES, (module, named)

@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 from ijbc_fixtures import write_ijbc
 
+from facebench import cache
 from facebench.errors import InputFormatError
-from protocols import _cache, ijbc
+from protocols import ijbc
 from protocols._types import TemplateProtocol, files_sha256
 
 
 @pytest.fixture
 def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setenv(_cache.CACHE_ENV, str(tmp_path / "cache"))  # this test's entries only
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))  # this test's entries only
     return write_ijbc(tmp_path / "IJB-C", n_subjects=5, seed=4, with_1n=False)
 
 
@@ -31,7 +32,7 @@ def load(record: dict[str, Any], **kwargs: Any) -> TemplateProtocol:
 
 
 def entries() -> list[Path]:
-    folder = _cache.cache_dir()
+    folder = cache.cache_dir()
     assert folder is not None
     return sorted(folder.glob("ijb-pairs-*.npy")) if folder.is_dir() else []
 
@@ -89,7 +90,7 @@ def test_a_tid_mid_with_repeated_lines_is_parsed_every_time(
 
 def test_a_tampered_tid_mid_entry_sends_the_load_to_the_parser(record: dict[str, Any]) -> None:
     first = load(record)
-    folder = _cache.cache_dir()
+    folder = cache.cache_dir()
     assert folder is not None
     (names,) = folder.glob("ijb-tid-*.txt")
     names.write_text("only-one-name.jpg", encoding="utf-8")  # fewer names than rows
@@ -179,12 +180,12 @@ def test_a_truncated_entry_is_ignored_with_a_warning(
 def test_the_cache_can_be_turned_off(
     record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(_cache.CACHE_ENV, "off")
-    assert _cache.cache_dir() is None
+    monkeypatch.setenv(cache.CACHE_ENV, "off")
+    assert cache.cache_dir() is None
     load(record)
-    monkeypatch.delenv(_cache.CACHE_ENV)
+    monkeypatch.delenv(cache.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-xdg")
-    assert _cache.cache_dir() == Path("/nonexistent-xdg/facebench/protocols")
+    assert cache.cache_dir() == Path("/nonexistent-xdg/facebench/protocols")
 
 
 def test_an_unwritable_cache_costs_a_warning_only(
@@ -195,7 +196,7 @@ def test_an_unwritable_cache_costs_a_warning_only(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    monkeypatch.setenv(_cache.CACHE_ENV, str(blocker))  # protocols/ cannot be made under it
+    monkeypatch.setenv(cache.CACHE_ENV, str(blocker))  # protocols/ cannot be made under it
     protocol = load(record)
     assert protocol.splits[0].verification is not None
     assert "cannot write the protocol cache" in capsys.readouterr().err
@@ -235,8 +236,8 @@ def counting_hash(calls: list[Path]) -> Callable[[Path], str]:
 
 @pytest.fixture
 def data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(_cache.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)  # files written just now count as settled
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0.0)  # files written just now count as settled
     path = tmp_path / "pairs.txt"
     path.write_bytes(b"1 2 1\n3 4 0\n")
     return path
@@ -244,16 +245,16 @@ def data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_file_unchanged_since_it_was_hashed_is_not_hashed_again(data_file: Path) -> None:
     calls: list[Path] = []
-    first = _cache.file_sha256(data_file, counting_hash(calls))
+    first = cache.file_sha256(data_file, counting_hash(calls))
     assert first == hashlib.sha256(data_file.read_bytes()).hexdigest()
-    assert _cache.file_sha256(data_file, counting_hash(calls)) == first
+    assert cache.file_sha256(data_file, counting_hash(calls)) == first
     assert len(calls) == 1
 
 
 @pytest.mark.parametrize("how", ["same size", "mtime restored", "renamed over", "appended"])
 def test_a_changed_file_is_hashed_again(data_file: Path, how: str) -> None:
     calls: list[Path] = []
-    _cache.file_sha256(data_file, counting_hash(calls))
+    cache.file_sha256(data_file, counting_hash(calls))
     status = data_file.stat()
     if how == "renamed over":
         other = data_file.with_name("other.txt")
@@ -267,7 +268,7 @@ def test_a_changed_file_is_hashed_again(data_file: Path, how: str) -> None:
         data_file.write_bytes(b"1 2 0\n3 4 0\n")  # one label flipped: the same size
         if how == "mtime restored":
             os.utime(data_file, ns=(status.st_atime_ns, status.st_mtime_ns))
-    digest = _cache.file_sha256(data_file, counting_hash(calls))
+    digest = cache.file_sha256(data_file, counting_hash(calls))
     assert digest == hashlib.sha256(data_file.read_bytes()).hexdigest()
     assert len(calls) == 2
 
@@ -275,10 +276,10 @@ def test_a_changed_file_is_hashed_again(data_file: Path, how: str) -> None:
 def test_a_file_changed_just_before_hashing_is_hashed_every_time(
     data_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_cache, "RACY_SECONDS", 3600.0)  # "just now": within the tick
+    monkeypatch.setattr(cache, "RACY_SECONDS", 3600.0)  # "just now": within the tick
     calls: list[Path] = []
     for _ in range(3):
-        _cache.file_sha256(data_file, counting_hash(calls))
+        cache.file_sha256(data_file, counting_hash(calls))
     assert len(calls) == 3
 
 
@@ -287,26 +288,26 @@ def test_digests_with_the_cache_off_or_a_damaged_entry(
 ) -> None:
     calls: list[Path] = []
     truth = hashlib.sha256(data_file.read_bytes()).hexdigest()
-    _cache.file_sha256(data_file, counting_hash(calls))
-    folder = _cache.cache_dir()
+    cache.file_sha256(data_file, counting_hash(calls))
+    folder = cache.cache_dir()
     assert folder is not None
     (entry,) = folder.glob("sha256-*.txt")
     signature = entry.read_text(encoding="utf-8").split("\n")[0]
     for damaged in ("", "garbage", f"{signature}\n{'z' * 64}\n", f"{signature}\n{truth[:10]}\n"):
         entry.write_text(damaged, encoding="utf-8")
-        assert _cache.file_sha256(data_file, counting_hash(calls)) == truth
+        assert cache.file_sha256(data_file, counting_hash(calls)) == truth
         assert entry.read_text(encoding="utf-8") == f"{signature}\n{truth}\n"  # stored again
-    monkeypatch.setenv(_cache.CACHE_ENV, "off")
+    monkeypatch.setenv(cache.CACHE_ENV, "off")
     before = len(calls)
     for _ in range(2):
-        assert _cache.file_sha256(data_file, counting_hash(calls)) == truth
+        assert cache.file_sha256(data_file, counting_hash(calls)) == truth
     assert len(calls) == before + 2
 
 
 def test_a_second_ijb_load_hashes_neither_the_pair_file_nor_the_image_list(
     record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0.0)
     hashed: list[Path] = []
     real = ijbc._mapped_sha256
     monkeypatch.setattr(ijbc, "_mapped_sha256", lambda p: hashed.append(p) or real(p))

@@ -764,9 +764,9 @@ def test_a_store_opened_in_a_thread_and_never_taken_is_closed(
 @pytest.fixture
 def settled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files written by the test count as settled (no racy window) so digests are kept."""
-    from protocols import _cache
+    from facebench import cache
 
-    monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0.0)
 
 
 def test_ids_are_read_when_first_needed_and_checked_then(tmp_path: Path) -> None:
@@ -834,18 +834,18 @@ def test_a_changed_store_has_its_ids_read_again(tmp_path: Path, settled: None) -
 def test_the_ids_digest_with_the_cache_off_a_damaged_entry_or_a_racy_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from facebench import cache
     from facebench.store import open_for_lookups
-    from protocols import _cache
 
     path = write(tmp_path / "s.h5")
     with open_for_lookups(path):  # written just now: racy, not kept
         pass
     with open_for_lookups(path) as store:
         assert store._ids is not None
-    monkeypatch.setattr(_cache, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0.0)
     with open_for_lookups(path):
         pass
-    entry = _cache._digest_entry("store-ids", path)
+    entry = cache._digest_entry("store-ids", path)
     assert entry is not None and entry.is_file()
     for damaged in ("", "garbage", entry.read_text(encoding="utf-8")[:-10]):
         entry.write_text(damaged, encoding="utf-8")

@@ -1,4 +1,8 @@
-"""A content-addressed cache of large parsed protocol tables (IJB-B/C's pair files).
+"""The on-disk cache: large parsed protocol tables (IJB-B/C's pair files) by content, and
+file digests by stat signature (protocol files, a store's ids).
+
+It lives in the engine's lowest layer beside :mod:`facebench.fileio` and imports nothing
+else of facebench, so that both ``protocols/`` and :mod:`facebench.store` can use it.
 
 Parsing IJB-C's 15.7 M-line pair file takes about 2 s; loading the parsed columns takes
 0.1 s. A table is stored under the sha256 of the file's bytes (which the protocol checksum
