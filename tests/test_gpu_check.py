@@ -15,7 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a top-level folder, not installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.gpu_check import compare_search, compare_verify, same  # noqa: E402
+from benchmarks.gpu_check import (  # noqa: E402
+    compare_search,
+    compare_verify,
+    same,
+    same_tar_entries,
+)
 
 
 def _write(path: Path, report: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
@@ -95,3 +100,14 @@ def test_search_outputs(tmp_path: Path) -> None:
     assert found["problems"] == ["report field cmc differs"]
     assert not same(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
     assert same(np.array(["a", "b"]), np.array(["a", "b"]))
+
+
+def test_thresholds_within_the_tolerance() -> None:
+    entry = {"far_target": 0.1, "tar": 0.5, "threshold": 0.25, "n_impostors_at_or_above": 3}
+    nearby = dict(entry, threshold=0.25 + 1e-14)
+    assert same_tar_entries([entry], [entry], 0.0)
+    assert not same_tar_entries([entry], [nearby], 0.0)
+    assert same_tar_entries([entry], [nearby], 1e-12)
+    assert not same_tar_entries([entry], [dict(entry, threshold=None)], 1.0)
+    assert not same_tar_entries([entry], [dict(nearby, tar=0.4)], 1e-12)
+    assert not same_tar_entries([entry], [], 1e-12)
