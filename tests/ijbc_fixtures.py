@@ -234,6 +234,26 @@ def write_ijbc(
     }
 
 
+def write_subject_store(
+    record: dict[str, Any], store: str | Path, *, dim: int, weight: float, seed: int
+) -> Path:
+    """A store of every image :func:`write_ijbc` wrote (its returned ``record``): each
+    feature ``weight`` x its subject's random direction plus unit Gaussian noise, so that
+    genuine pairs score high and impostors spread around 0."""
+    from facebench.store import create_store, normalize_rows
+
+    keys = sorted(record["scores"])
+    subject_of = {
+        f"loose_crop/{name}": record["subjects"][tid] for name, tid, _ in record["images"]
+    }
+    rng = np.random.default_rng(seed)
+    base = {s: rng.standard_normal(dim) for s in sorted(set(subject_of.values()))}
+    feats = np.stack([base[subject_of[k]] * weight + rng.standard_normal(dim) for k in keys])
+    unit, norms = normalize_rows(feats)
+    create_store(store, keys, unit, norms, model="m")
+    return Path(store)
+
+
 def _ascii(segments: list[np.ndarray | bytes | tuple[np.ndarray, int]]) -> bytes:
     """Rows of text from columns: an int array (decimal), ``(array, width)`` (zero-padded to
     ``width`` digits) or literal bytes; the rows are concatenated."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from cli_helpers import run
-from ijbc_fixtures import write_ijbc
+from ijbc_fixtures import write_ijbc, write_subject_store
 
 from facebench.store import create_store, normalize_rows
 
@@ -78,14 +78,7 @@ def ijbc_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         impostors_per_probe=40,
         seed=3,
     )
-    keys = sorted(record["scores"])
-    subject_of = {f"loose_crop/{name}": record["subjects"][t] for name, t, _ in record["images"]}
-    rng = np.random.default_rng(4)
-    base = {s: rng.standard_normal(512) for s in sorted(set(subject_of.values()))}
-    feats = np.stack([base[subject_of[k]] * 0.15 + rng.standard_normal(512) for k in keys])
-    unit, norms = normalize_rows(feats)
-    store = root.parent / "s.h5"
-    create_store(store, keys, unit, norms, model="m")
+    store = write_subject_store(record, root.parent / "s.h5", dim=512, weight=0.15, seed=4)
     return {"root": root, "store": store}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ijbc_fixtures import write_ijbc
+from ijbc_fixtures import write_ijbc, write_subject_store
 
 import facebench.evaluate_splits as evaluate_splits
 import facebench.pool_store as pool_store
@@ -23,7 +23,7 @@ from facebench.errors import FacebenchError
 from facebench.evaluate_splits import SplitOptions, evaluate_templates
 from facebench.metrics import count_at_thresholds, tar_at_far
 from facebench.pooling import pool_templates
-from facebench.store import FeatureStore, create_store, normalize_rows
+from facebench.store import FeatureStore
 from facebench.template_scores import (
     FLOAT32_MIN_PAIRS,
     chunked_scores,
@@ -105,17 +105,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         seed=5,
         impostors_per_probe=40,
     )
-    keys = sorted(record["scores"])
-    subject_of = {
-        f"loose_crop/{name}": record["subjects"][tid] for name, tid, _ in record["images"]
-    }
-    rng = np.random.default_rng(7)
-    # subject directions plus noise: genuine pairs score high, impostors spread around 0
-    base = {s: rng.standard_normal(24) for s in sorted(set(subject_of.values()))}
-    feats = np.stack([base[subject_of[k]] * 0.3 + rng.standard_normal(24) for k in keys])
-    unit, norms = normalize_rows(feats)
-    store = root.parent / "s.h5"
-    create_store(store, keys, unit, norms, model="m")
+    store = write_subject_store(record, root.parent / "s.h5", dim=24, weight=0.3, seed=7)
     return {"root": root, "store": store}
 
 
