@@ -1,4 +1,5 @@
-"""IEEE float32 in torch's matrix products and convolutions, whatever the process's settings.
+"""How torch computes float32 matrix products and convolutions: IEEE float32 (or TF32 when
+asked for), whatever the process's own settings.
 
 torch runs float32 convolutions on NVIDIA GPUs from Ampere on in TF32 by default (10
 mantissa bits: cuDNN's ``fp32_precision`` is ``"tf32"`` out of the box), and a process may
@@ -7,8 +8,10 @@ facebench, float32 means IEEE float32: ``extract --precision fp32`` (the default
 features in it, and ``verify --device cuda``'s float32 products must stay within
 :func:`facebench.template_scores.float32_bound` for TAR at a FAR to be the float64 one.
 
-:class:`IeeeFloat32` sets the device's matmul and convolution backends to ``"ieee"`` through
-torch's per-backend ``fp32_precision`` (torch >= 2.9) and restores them on exit. torch's
+:class:`Float32Mode` sets the device's matmul and convolution backends to ``"ieee"`` (or,
+for ``extract --precision tf32`` on an NVIDIA GPU, ``"tf32"``: 10 mantissa bits, faster,
+recorded in the store) through torch's per-backend ``fp32_precision`` (torch >= 2.9) and
+restores them on exit. torch's
 getters raise in a process that set both the legacy flags (``allow_tf32``,
 ``set_float32_matmul_precision``) and the new ones, so nothing else is read or written:
 setting and restoring the per-backend value leaves every setting the user made, through
@@ -31,8 +34,12 @@ _LOCK = threading.RLock()
 Setting = tuple[Any, str, Any]
 
 
-def _settings(device_type: str) -> list[Setting]:
-    """The torch settings that make float32 on ``device_type`` IEEE, with their values."""
+#: The float32 modes: torch's ``fp32_precision`` values.
+MODES = ("ieee", "tf32")
+
+
+def _settings(device_type: str, mode: str) -> list[Setting]:
+    """The torch settings that make float32 on ``device_type`` run in ``mode``."""
     import torch
 
     backends = torch.backends
@@ -40,28 +47,33 @@ def _settings(device_type: str) -> list[Setting]:
         cudnn = getattr(backends, "cudnn", None)
         new = [backends.cuda.matmul, getattr(cudnn, "conv", None)]
         if all(hasattr(backend, "fp32_precision") for backend in new):
-            return [(backend, "fp32_precision", "ieee") for backend in new]
-        return [(backends.cuda.matmul, "allow_tf32", False), (cudnn, "allow_tf32", False)]
-    if device_type == "cpu":  # oneDNN's matmul and convolutions may run in TF32 or bf16
+            return [(backend, "fp32_precision", mode) for backend in new]
+        allow = mode == "tf32"
+        return [(backends.cuda.matmul, "allow_tf32", allow), (cudnn, "allow_tf32", allow)]
+    if device_type == "cpu" and mode == "ieee":  # oneDNN may run float32 in TF32 or bf16
         mkldnn = getattr(backends, "mkldnn", None)
         new = [getattr(mkldnn, name, None) for name in ("matmul", "conv")]
         return [(b, "fp32_precision", "ieee") for b in new if hasattr(b, "fp32_precision")]
     return []  # mps and others: float32 as the device computes it
 
 
-class IeeeFloat32:
-    """A re-usable context: IEEE float32 products and convolutions on ``device_type``
-    (``"cuda"``, ``"cpu"``, ...) inside, the process's settings restored after."""
+class Float32Mode:
+    """A re-usable context: float32 products and convolutions on ``device_type``
+    (``"cuda"``, ``"cpu"``, ...) in ``mode`` (``"ieee"``; ``"tf32"``, which only CUDA
+    has) inside, the process's settings restored after."""
 
-    def __init__(self, device_type: str) -> None:
+    def __init__(self, device_type: str, mode: str = "ieee") -> None:
+        if mode not in MODES or (mode == "tf32" and device_type != "cuda"):
+            raise ValueError(f"float32 mode {mode!r} on {device_type!r}")
         self.device_type = device_type
+        self.mode = mode
         self._saved: list[list[Setting]] = []  # a stack: the context may be re-entered
 
-    def __enter__(self) -> IeeeFloat32:
+    def __enter__(self) -> Float32Mode:
         _LOCK.acquire()
         saved: list[Setting] = []
         try:
-            for owner, name, value in _settings(self.device_type):
+            for owner, name, value in _settings(self.device_type, self.mode):
                 saved.append((owner, name, getattr(owner, name)))
                 setattr(owner, name, value)
         except BaseException:

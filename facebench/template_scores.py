@@ -251,7 +251,7 @@ def numpy_products(
 def torch_products(device: str) -> Products:
     """:data:`Products` computed by torch on ``device`` (``verify --device cuda``).
 
-    Float32 products are computed in IEEE float32 (:class:`facebench.precision.IeeeFloat32`:
+    Float32 products are computed in IEEE float32 (:class:`facebench.precision.Float32Mode`:
     TF32 and other reduced-precision modes off for each product, the process's settings
     restored), so :func:`float32_bound` holds for them as for any float32 summation order,
     and TAR at a FAR stays exactly the float64 one. Float64 products on a GPU sum in another
@@ -260,7 +260,7 @@ def torch_products(device: str) -> Products:
     """
     import torch
 
-    from facebench.precision import IeeeFloat32
+    from facebench.precision import Float32Mode
 
     target = torch.device(device)
 
@@ -273,7 +273,7 @@ def torch_products(device: str) -> Products:
             rows: npt.NDArray[np.floating[Any]], out: npt.NDArray[np.floating[Any]]
         ) -> Any:
             rows_t = torch.from_numpy(np.ascontiguousarray(rows)).to(target)
-            with IeeeFloat32(target.type):
+            with Float32Mode(target.type):
                 product = rows_t @ right_t
             out[...] = product.cpu().numpy()
             return out

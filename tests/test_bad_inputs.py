@@ -359,6 +359,10 @@ OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "extract-std-zero": ((*_E, "--std", "0,1,1"), "expected std > 0 in every channel"),
     "extract-unknown-preset": ((*_E, "--preset", "nope"), "Expected --preset in"),
     "extract-unknown-precision": ((*_E, "--precision", "fp8"), "'fp8' is not one of"),
+    "extract-tf32-on-the-cpu": (
+        (*_E, "--precision", "tf32", "--device", "cpu"),
+        "tf32 needs an NVIDIA GPU",
+    ),
     "extract-no-model": (("extract", "{w}/images", "-o", "{o}/e.h5"), "Expected --model FILE"),
     "extract-model-and-arch": ((*_E, "--model", "{w}/model.pt"), "Expected either --model"),
     "plot-roc-unknown-suffix": (

@@ -264,7 +264,7 @@ def test_torch_products_on_the_cpu_give_the_same_tar(world: dict[str, Any]) -> N
 
 _PRECISION_CHECK = """
 import sys, numpy as np, torch
-from facebench.precision import IeeeFloat32
+from facebench.precision import Float32Mode
 from facebench.template_scores import torch_products
 b = torch.backends
 m = b.cuda.matmul
@@ -295,14 +295,23 @@ def settings():
             out.append("raises")
     return out
 before = settings()
-context = IeeeFloat32("cuda")
+context = Float32Mode("cuda")
 for _ in range(2):  # re-usable, and re-entrant
     with context:
         with context:
             assert m.fp32_precision == b.cudnn.conv.fp32_precision == "ieee"
         assert m.fp32_precision == b.cudnn.conv.fp32_precision == "ieee"
-with IeeeFloat32("cpu"):
+with Float32Mode("cpu"):
     assert b.mkldnn.matmul.fp32_precision == b.mkldnn.conv.fp32_precision == "ieee"
+with Float32Mode("cuda", "tf32"):  # extract --precision tf32
+    assert m.fp32_precision == b.cudnn.conv.fp32_precision == "tf32"
+for device, mode in (("cpu", "tf32"), ("cuda", "bf16")):
+    try:
+        Float32Mode(device, mode)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError((device, mode))
 rows = np.arange(12, dtype=np.float32).reshape(3, 4)
 out = torch_products("cpu")(rows.T.copy())(rows, np.empty((3, 3), np.float32))
 assert np.array_equal(out, rows @ rows.T), out

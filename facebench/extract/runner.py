@@ -25,10 +25,16 @@ from facebench.extract import journal
 from facebench.extract.preprocess import ImageError, Preprocessing, load_item
 from facebench.extract.sources import Item
 from facebench.models.loaders import FeatureModel
-from facebench.precision import IeeeFloat32
+from facebench.precision import Float32Mode
 from facebench.store import StoreInfo
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: ``--precision``: float32 arithmetic (IEEE; TF32 on an NVIDIA GPU) or autocast to a dtype.
+PRECISIONS: dict[str, str | torch.dtype] = {
+    "fp32": "ieee",
+    "tf32": "tf32",
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -46,7 +52,9 @@ class ExtractOptions:
     device : str
         ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda`` or ``mps``.
     precision : str
-        ``fp32``; or ``fp16``/``bf16`` autocast on a GPU (``bf16`` also on the CPU).
+        ``fp32`` (IEEE float32 on every device); ``tf32`` (float32 with TF32 products
+        and convolutions, NVIDIA GPUs only); or ``fp16``/``bf16`` autocast on a GPU
+        (``bf16`` also on the CPU).
     flip : bool
         Also extract the horizontally mirrored image.
     chunk_size : int
@@ -107,8 +115,13 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     if precision not in PRECISIONS:
         raise FacebenchError(f"Expected --precision in {list(PRECISIONS)}, but got {precision!r}")
     dtype = PRECISIONS[precision]
-    if dtype is None:  # fp32: IEEE float32 (torch's cuDNN convolutions default to TF32)
-        return IeeeFloat32(device.type)
+    if precision == "tf32" and device.type != "cuda":
+        raise FacebenchError(
+            f"--precision tf32 needs an NVIDIA GPU (Ampere or later), but the device is"
+            f" {device.type}; use fp32 (or bf16)"
+        )
+    if isinstance(dtype, str):  # fp32: IEEE, though cuDNN's convolutions default to TF32
+        return Float32Mode(device.type, dtype)
     if device.type == "cpu" and dtype is torch.float16:
         raise FacebenchError("--precision fp16 needs a GPU; on the CPU use fp32 or bf16")
     return torch.autocast(device_type=device.type, dtype=dtype)
