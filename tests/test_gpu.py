@@ -248,3 +248,20 @@ def test_extract_on_cuda_matches_the_cpu(tmp_path: Path, precision: str) -> None
         moved = np.linalg.norm(gpu[name].astype(np.float64) - cpu[name], axis=1)
         assert moved.max() <= limit, (name, moved.max())
     np.testing.assert_allclose(gpu["norms"], cpu["norms"], rtol=limit)
+
+
+def test_an_onnx_model_on_cuda_matches_the_cpu(tmp_path: Path) -> None:
+    """onnxruntime's CUDA provider, opened with ``use_tf32`` 0: IEEE float32 as on the CPU."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDA provider (onnxruntime-gpu)")
+    from test_models_onnx import export, trained_looking_cnn
+
+    from facebench.models import load_model
+
+    path = export(trained_looking_cnn(), tmp_path / "small.onnx", True)
+    batch = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    on_cpu = load_model(model=path)(batch).double()
+    on_gpu = load_model(model=path, device="cuda")(batch).double()
+    scale = on_cpu.norm(dim=1, keepdim=True)
+    assert ((on_gpu - on_cpu) / scale).norm(dim=1).max() <= 1e-4

@@ -6,6 +6,7 @@ import hashlib
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -149,3 +150,52 @@ def test_without_the_onnx_package_the_digest_covers_the_graph_and_says_so(
     model = load_model(model=path, log=lines.append)
     assert model.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert "covers the .onnx file only" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_onnx_on_cuda_asks_for_ieee_float32_unless_tf32(
+    tmp_path: Path, cnn: nn.Module, monkeypatch: pytest.MonkeyPatch, tf32: bool
+) -> None:
+    """onnxruntime's CUDA provider computes float32 in TF32 by default: the session is
+    opened with ``use_tf32`` 0 (``extract --precision fp32``) or 1 (``tf32``). The provider
+    options are checked as given to onnxruntime (no GPU needed)."""
+    model = load_model(model=export(cnn, tmp_path / "small.onnx", True))
+    opened: list[Any] = []
+
+    class Session:
+        def __init__(self, path: str, providers: list[Any]) -> None:
+            opened.append(providers)
+
+        def get_providers(self) -> list[str]:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    assert model.to("cuda:1", tf32=tf32).device == "cuda:1"
+    ((cuda, options), cpu) = opened[0]
+    assert (cuda, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert options == {"device_id": 1, "use_tf32": int(tf32)}
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_autocast_precisions_are_refused_for_onnx_models(
+    tmp_path: Path, cnn: nn.Module, precision: str
+) -> None:
+    from cli_helpers import assert_user_error, run
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(images / "a.png")
+    path = export(cnn, tmp_path / "small.onnx", True)
+    out = tmp_path / "out.h5"
+    result = run(
+        "extract", images, "--model", path, "--preset", "small32", "-o", out,
+        "--workers", "0", "--device", "cpu", "--precision", precision, "--no-progress",
+    )  # fmt: skip
+    assert_user_error(result, f"--precision {precision} changes nothing for an ONNX model")
+    assert not out.exists() and not (tmp_path / "out.h5.parts").exists()

@@ -231,6 +231,12 @@ def run_extraction(
     ranks = ranks or Ranks()
     output = Path(output)
     device = resolve_device(options.device)
+    if model.kind == "onnx" and options.precision in ("fp16", "bf16"):
+        raise FacebenchError(
+            f"--precision {options.precision} changes nothing for an ONNX model: onnxruntime"
+            " computes in the model's own types (an fp16 model runs in fp16 as exported);"
+            " use --precision fp32 (or tf32 on an NVIDIA GPU)"
+        )
     autocast = _autocast(device, options.precision)
     job = journal.Job(
         ids=tuple(item.id for item in items),
@@ -250,7 +256,7 @@ def run_extraction(
     pending = [c for c in mine if c not in done]
     if ranks.rank == 0 and len(pending) < len(mine):
         log(f"resuming {parts}: {len(mine) - len(pending)} of {len(mine)} chunks already done")
-    model = model.to(device)
+    model = model.to(device, tf32=options.precision == "tf32")
     loader = DataLoader(
         _Images(items, config, options.max_image_pixels),
         batch_sampler=_ChunkBatches(job, pending, options.batch_size),

@@ -72,7 +72,7 @@ def _known_architectures() -> str:
 
 
 class _Backend(Protocol):
-    def to(self, device: str) -> str: ...
+    def to(self, device: str, tf32: bool = False) -> str: ...
 
     def run(self, batch: torch.Tensor) -> object: ...
 
@@ -112,13 +112,15 @@ class FeatureModel:
     device: str
     backend: _Backend = field(repr=False)
 
-    def to(self, device: str | torch.device) -> FeatureModel:
+    def to(self, device: str | torch.device, *, tf32: bool = False) -> FeatureModel:
         """Move the model to ``device`` and return it.
 
         ONNX models run on the CPU, or on CUDA when onnxruntime-gpu is installed; any other
-        request raises :class:`ModelError`.
+        request raises :class:`ModelError`. On CUDA an ONNX model computes float32 in IEEE
+        float32 (onnxruntime's CUDA provider defaults to TF32), or in TF32 with ``tf32``.
+        Torch models take ``tf32`` from the caller's :class:`facebench.precision.Float32Mode`.
         """
-        self.device = self.backend.to(str(device))
+        self.device = self.backend.to(str(device), tf32)
         return self
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -200,7 +202,7 @@ class _TorchBackend:
         self.module = module.eval()
         self.device = _torch_device(device)
 
-    def to(self, device: str) -> str:
+    def to(self, device: str, tf32: bool = False) -> str:
         self.device = _torch_device(device)
         self.module.to(self.device)
         return str(self.device)
@@ -247,11 +249,11 @@ class _OnnxBackend:
             out_shape[1] if len(out_shape) == 2 and isinstance(out_shape[1], int) else None
         )
 
-    def to(self, device: str) -> str:
-        self.session, self.device = self._open(device)
+    def to(self, device: str, tf32: bool = False) -> str:
+        self.session, self.device = self._open(device, tf32)
         return self.device
 
-    def _open(self, device: str) -> tuple[Any, str]:
+    def _open(self, device: str, tf32: bool = False) -> tuple[Any, str]:
         """Return an onnxruntime session on ``device`` and the device's name."""
         import onnxruntime
         import torch
@@ -268,7 +270,8 @@ class _OnnxBackend:
                     f"{self.path}: this onnxruntime runs ONNX models on the CPU only; for "
                     "CUDA install onnxruntime-gpu, or use --device cpu"
                 )
-            options = {"device_id": dev.index or 0}
+            # onnxruntime's CUDA provider computes float32 products in TF32 unless told not to
+            options = {"device_id": dev.index or 0, "use_tf32": int(tf32)}
             providers = [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
         else:
             raise ModelError(
