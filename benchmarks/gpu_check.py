@@ -199,11 +199,12 @@ def check_search(device: str, quick: bool, work: Path) -> dict[str, dict[str, An
     found.update(cpu_s=times["cpu"], device_s=times["device"])
     results = {f"search-{dataset.n_gallery}x{dataset.n_probes}": found}
     ranks = 2 if device == "cpu" else _gpus()
+    sharded_name = "search-nccl" if device == "cuda" else "search-gloo"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if ranks < 2 or torchrun is None:
         why = "no torchrun" if torchrun is None else f"one rank per GPU; {ranks} GPU(s)"
         _progress(f"search-nccl skipped: {why}")
-        results["search-nccl"] = {"equal": None, "skipped": why}
+        results[sharded_name] = {"equal": None, "skipped": why}
         return results
     sharded = work / "search-sharded.json"
     launcher = [torchrun, "--standalone", "--nproc-per-node", str(ranks)]
@@ -212,7 +213,7 @@ def check_search(device: str, quick: bool, work: Path) -> dict[str, dict[str, An
     elapsed = facebench([*base, "--device", device, "--json", sharded], launcher=launcher)
     found = compare_search(reports["cpu"], sharded)
     found.update(cpu_s=times["cpu"], device_s=elapsed, ranks=ranks)
-    results["search-nccl" if device == "cuda" else "search-gloo"] = found
+    results[sharded_name] = found
     return results
 
 
