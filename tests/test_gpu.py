@@ -265,3 +265,21 @@ def test_an_onnx_model_on_cuda_matches_the_cpu(tmp_path: Path) -> None:
     on_gpu = load_model(model=path, device="cuda")(batch).double()
     scale = on_cpu.norm(dim=1, keepdim=True)
     assert ((on_gpu - on_cpu) / scale).norm(dim=1).max() <= 1e-4
+
+
+def test_training_on_cuda_runs_and_its_checkpoint_loads_on_the_cpu(tmp_path: Path) -> None:
+    """One epoch of L2-softmax with a learned alpha on the GPU: a finite loss, alpha moved,
+    and a checkpoint whose weights are CPU tensors (it loads where no GPU is)."""
+    out = tmp_path / "gpu.pt"
+    result = run(
+        "train", "digits", "--arch", "small-cnn", "--head", "l2softmax", "--alpha",
+        "learned", "--epochs", "2", "--max-per-class", "20", "--batch-size", "32",
+        "--seed", "7", "--device", "cuda", "--holdout", "5,6,7,8,9", "--no-progress",
+        "-o", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    checkpoint = torch.load(out, weights_only=True)  # no map_location: CPU tensors saved
+    losses = [entry["loss"] for entry in checkpoint["history"]]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    state = checkpoint["state_dict"]
+    assert state and all(value.device.type == "cpu" for value in state.values())
