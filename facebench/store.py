@@ -984,7 +984,7 @@ class FeatureStore:
 
     def ids_sha256(self) -> str:
         """The sha256 of the ids joined by line breaks (UTF-8): kept in facebench's cache
-        under the file's stat signature (``protocols.cache.kept_digest``: device, inode,
+        under the file's stat signature (``facebench.cache.kept_digest``: device, inode,
         size, modification and status-change times), so that a later open of the unchanged
         file knows it without reading the ids; else computed from :attr:`ids` (read and
         checked) and kept."""
