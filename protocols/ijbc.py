@@ -341,7 +341,7 @@ def _images(
     scores; subjects -1."""
     path = root / tid_rel
     # A file unchanged since it was hashed is neither read nor hashed again when its parse
-    # is cached (protocols.cache.file_sha256); else it is read whole and hashed.
+    # is cached (facebench.cache.file_sha256); else it is read whole and hashed.
     digest = cache.file_sha256(path, _mapped_sha256)
     found_in_cache = _cached_tid(digest)
     if found_in_cache is not None:
