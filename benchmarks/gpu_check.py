@@ -121,6 +121,13 @@ def compare_verify(cpu: Path, device: Path, precision: str) -> dict[str, Any]:
     for name in ("split", "left", "right", "is_same"):
         if not same(c_arrays[name], d_arrays[name]):
             problems.append(f"per-pair {name} differs")
+    if c_arrays["score"].shape != d_arrays["score"].shape:
+        problems.append(
+            f"per-pair score: {c_arrays['score'].size} pairs on the CPU,"
+            f" {d_arrays['score'].size} on the device"
+        )
+        found["equal"] = False
+        return found
     diff = np.abs(c_arrays["score"] - d_arrays["score"])
     genuine = c_arrays["is_same"].astype(bool)
     bound = max(s["score_precision"].get("error_bound") or 0.0 for s in c_splits)

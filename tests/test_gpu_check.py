@@ -111,3 +111,15 @@ def test_thresholds_within_the_tolerance() -> None:
     assert not same_tar_entries([entry], [dict(entry, threshold=None)], 1.0)
     assert not same_tar_entries([entry], [dict(nearby, tar=0.4)], 1e-12)
     assert not same_tar_entries([entry], [], 1e-12)
+
+
+def test_a_different_number_of_pairs_is_named_not_a_crash(tmp_path: Path) -> None:
+    report, arrays = _verify_outputs()
+    fewer = {name: values[:3] for name, values in arrays.items()}
+    found = compare_verify(
+        _write(tmp_path / "a.json", report, arrays),
+        _write(tmp_path / "b.json", report, fewer),
+        "float32",
+    )
+    assert not found["equal"]
+    assert "per-pair score: 4 pairs on the CPU, 3 on the device" in found["problems"]
